@@ -1,0 +1,23 @@
+// Schemas of the detaccel operators. Kernels are registered per backend in
+// cpu/ and cuda/; autograd and fake (meta) implementations are registered from
+// Python (detaccel/ops/_registration.py).
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(detaccel, m) {
+  m.def("roi_pool_forward(Tensor input, Tensor rois, float spatial_scale, int pooled_height, int pooled_width)"
+        " -> (Tensor, Tensor)");
+  m.def("roi_pool_backward(Tensor grad, Tensor rois, Tensor argmax, int pooled_height, int pooled_width,"
+        " int batch_size, int channels, int height, int width) -> Tensor");
+  m.def("spp_pool_forward(Tensor input, Tensor rois, float spatial_scale, int[] levels) -> (Tensor, Tensor)");
+  m.def("spp_pool_backward(Tensor grad, Tensor rois, Tensor argmax, int[] levels,"
+        " int batch_size, int channels, int height, int width) -> Tensor");
+  m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
+  m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
+}
+
+// `import detaccel._C` loads this library, which registers the operators.
+extern "C" PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "detaccel compiled operators", -1, nullptr};
+  return PyModule_Create(&module_def);
+}
