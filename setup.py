@@ -5,7 +5,8 @@ CUDA kernels are compiled when torch has CUDA support and ``nvcc`` is found
 are built, and the build says so. ``DETACCEL_WITH_CUDA=0`` forces a CPU-only
 build, ``DETACCEL_WITH_CUDA=1`` makes a missing CUDA toolchain an error.
 ``DETACCEL_CUDA_ARCH_LIST`` (default ``TORCH_CUDA_ARCH_LIST`` or a portable list)
-names the GPU architectures.
+names the GPU architectures. ``DETACCEL_SKIP_BUILD=1`` installs the Python
+package without compiling (used after ``setup.py build_ext --inplace``).
 """
 
 from __future__ import annotations
@@ -84,5 +85,8 @@ def _extensions():
     ], cpp_extension.BuildExtension.with_options(use_ninja=True)
 
 
-ext_modules, build_ext = _extensions()
-setup(ext_modules=ext_modules, cmdclass={"build_ext": build_ext})
+if os.environ.get("DETACCEL_SKIP_BUILD") == "1":
+    setup()
+else:
+    ext_modules, build_ext = _extensions()
+    setup(ext_modules=ext_modules, cmdclass={"build_ext": build_ext})

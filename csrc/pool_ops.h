@@ -22,6 +22,11 @@ using PyramidBackward = at::Tensor (*)(const at::Tensor& grad, const at::Tensor&
                                        const PyramidLayout& layout, int64_t batch_size, int64_t channels,
                                        int64_t height, int64_t width);
 
+// [K, ...] -> contiguous [K, C * bins] (sizes were checked by check_backward_inputs).
+inline at::Tensor as_rows(const at::Tensor& tensor, int64_t num_rois) {
+  return tensor.reshape({num_rois, num_rois == 0 ? 0 : tensor.numel() / num_rois}).contiguous();
+}
+
 template <PyramidForward forward>
 std::tuple<at::Tensor, at::Tensor> roi_pool_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
                                                     int64_t pooled_height, int64_t pooled_width) {
@@ -37,8 +42,8 @@ at::Tensor roi_pool_backward(const at::Tensor& grad, const at::Tensor& rois, con
                              int64_t pooled_width, int64_t batch_size, int64_t channels, int64_t height, int64_t width) {
   auto layout = make_layout({{pooled_height, pooled_width}});
   check_backward_inputs(grad, rois, argmax, batch_size, channels, height, width, pooled_height * pooled_width);
-  return backward(grad.reshape({rois.size(0), -1}).contiguous(), rois, argmax.reshape({rois.size(0), -1}).contiguous(), layout,
-                  batch_size, channels, height, width);
+  return backward(as_rows(grad, rois.size(0)), rois, as_rows(argmax, rois.size(0)), layout, batch_size, channels, height,
+                  width);
 }
 
 template <PyramidForward forward>
@@ -53,8 +58,8 @@ at::Tensor spp_pool_backward(const at::Tensor& grad, const at::Tensor& rois, con
                              int64_t batch_size, int64_t channels, int64_t height, int64_t width) {
   auto layout = make_layout(square_levels(levels));
   check_backward_inputs(grad, rois, argmax, batch_size, channels, height, width, layout.bin_offset[layout.num_levels]);
-  return backward(grad.reshape({rois.size(0), -1}).contiguous(), rois, argmax.reshape({rois.size(0), -1}).contiguous(), layout,
-                  batch_size, channels, height, width);
+  return backward(as_rows(grad, rois.size(0)), rois, as_rows(argmax, rois.size(0)), layout, batch_size, channels, height,
+                  width);
 }
 
 }  // namespace detaccel

@@ -1,0 +1,7 @@
+"""``python -m detaccel`` runs the command line (also under ``torchrun``)."""
+
+import sys
+
+from detaccel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``detaccel`` command line (see :mod:`detaccel.cli`)."""

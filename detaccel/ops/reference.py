@@ -1,0 +1,96 @@
+"""Plain PyTorch reference implementations of the compiled operators.
+
+Slow and simple on purpose: the tests check the kernels against them. The
+bin arithmetic is done in the input's floating type (float32 or float64)
+exactly as the kernels and torchvision do it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _round_half_away(value: float) -> int:
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
+def _bin_ranges(start: int, extent: int, bins: int, size: int, ftype) -> list[tuple[int, int]]:
+    bin_size = ftype(extent) / ftype(bins)
+    ranges = []
+    for p in range(bins):
+        lo = math.floor(ftype(p) * bin_size) + start
+        hi = math.ceil(ftype(p + 1) * bin_size) + start
+        ranges.append((min(max(lo, 0), size), min(max(hi, 0), size)))
+    return ranges
+
+
+def roi_pool_reference(
+    input: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, int], spatial_scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoI max pooling; returns ``(output [K, C, h, w], argmax [K, C, h, w])`` like the kernel."""
+    ftype = np.float64 if input.dtype == torch.float64 else np.float32
+    pooled_h, pooled_w = output_size
+    num_rois, channels = rois.shape[0], input.shape[1]
+    height, width = input.shape[2], input.shape[3]
+    output = torch.zeros((num_rois, channels, pooled_h, pooled_w), dtype=input.dtype)
+    argmax = torch.full((num_rois, channels, pooled_h, pooled_w), -1, dtype=torch.int32)
+    data = input.detach().cpu()
+    for k, roi in enumerate(rois.detach().cpu().to(input.dtype).numpy().astype(ftype)):
+        scale = ftype(spatial_scale)
+        x1, y1, x2, y2 = (_round_half_away(float(ftype(v) * scale)) for v in roi[1:])
+        roi_w, roi_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+        plane = data[int(roi[0])]
+        for ph, (hs, he) in enumerate(_bin_ranges(y1, roi_h, pooled_h, height, ftype)):
+            for pw, (ws, we) in enumerate(_bin_ranges(x1, roi_w, pooled_w, width, ftype)):
+                if he <= hs or we <= ws:
+                    continue  # empty bin: 0, argmax -1
+                region = plane[:, hs:he, ws:we].reshape(channels, -1)
+                cells = (torch.arange(hs, he)[:, None] * width + torch.arange(ws, we)[None, :]).flatten()
+                finite = torch.where(torch.isnan(region), torch.full_like(region, -math.inf), region)
+                best, where = finite.max(dim=1)  # first maximum in row-major order
+                found = best > -FLT_MAX
+                output[k, :, ph, pw] = torch.where(found, best, torch.full_like(best, -FLT_MAX))
+                argmax[k, :, ph, pw] = torch.where(found, cells[where].to(torch.int32), -1)
+    return output, argmax
+
+
+def spp_pool_reference(
+    input: torch.Tensor, rois: torch.Tensor, levels: Sequence[int], spatial_scale: float
+) -> torch.Tensor:
+    """Spatial pyramid pooling as concatenated per-level RoI pooling, ``[K, C * sum(n^2)]``."""
+    return torch.cat(
+        [roi_pool_reference(input, rois, (n, n), spatial_scale)[0].flatten(1) for n in levels], dim=1
+    )
+
+
+def nms_reference(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, idxs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Greedy NMS in Python; with ``idxs``, only boxes of one category suppress each other."""
+    order = torch.sort(scores, stable=True, descending=True).indices.tolist()
+    b = boxes.detach().cpu().tolist()
+    labels = idxs.tolist() if idxs is not None else [0] * len(order)
+    suppressed = [False] * len(order)
+    keep = []
+    for oi, i in enumerate(order):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        area_i = (b[i][2] - b[i][0]) * (b[i][3] - b[i][1])
+        for j in order[oi + 1 :]:
+            if suppressed[j] or labels[j] != labels[i]:
+                continue
+            w = max(0.0, min(b[i][2], b[j][2]) - max(b[i][0], b[j][0]))
+            h = max(0.0, min(b[i][3], b[j][3]) - max(b[i][1], b[j][1]))
+            inter = w * h
+            area_j = (b[j][2] - b[j][0]) * (b[j][3] - b[j][1])
+            union = area_i + area_j - inter
+            if union > 0 and inter / union > iou_threshold:
+                suppressed[j] = True
+    return torch.tensor(keep, dtype=torch.long)
