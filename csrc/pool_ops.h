@@ -12,10 +12,12 @@
 
 namespace detaccel {
 
-// Forward: returns (output [K, C * bins], argmax [K, C * bins] int32). For each
-// level the block [C, bins_h, bins_w] follows the previous level's block.
+// Forward: returns (output [K, C * bins], argmax [K, C * bins] int32, or an
+// empty argmax when with_argmax is false). For each level the block
+// [C, bins_h, bins_w] follows the previous level's block.
 using PyramidForward = std::tuple<at::Tensor, at::Tensor> (*)(const at::Tensor& input, const at::Tensor& rois,
-                                                              double spatial_scale, const PyramidLayout& layout);
+                                                              double spatial_scale, const PyramidLayout& layout,
+                                                              bool with_argmax);
 // Backward: scatters grad [K, C * bins] to the argmax of each output into a
 // zero-initialised [batch_size, C, H, W] gradient.
 using PyramidBackward = at::Tensor (*)(const at::Tensor& grad, const at::Tensor& rois, const at::Tensor& argmax,
@@ -29,12 +31,13 @@ inline at::Tensor as_rows(const at::Tensor& tensor, int64_t num_rois) {
 
 template <PyramidForward forward>
 std::tuple<at::Tensor, at::Tensor> roi_pool_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                                                    int64_t pooled_height, int64_t pooled_width) {
+                                                    int64_t pooled_height, int64_t pooled_width, bool with_argmax) {
   check_pool_inputs(input, rois);
   auto layout = make_layout({{pooled_height, pooled_width}});
-  auto [output, argmax] = forward(input, rois, spatial_scale, layout);
+  auto [output, argmax] = forward(input, rois, spatial_scale, layout, with_argmax);
   const int64_t k = rois.size(0), c = input.size(1);
-  return {output.view({k, c, pooled_height, pooled_width}), argmax.view({k, c, pooled_height, pooled_width})};
+  output = output.view({k, c, pooled_height, pooled_width});
+  return {output, with_argmax ? argmax.view({k, c, pooled_height, pooled_width}) : argmax};
 }
 
 template <PyramidBackward backward>
@@ -48,9 +51,9 @@ at::Tensor roi_pool_backward(const at::Tensor& grad, const at::Tensor& rois, con
 
 template <PyramidForward forward>
 std::tuple<at::Tensor, at::Tensor> spp_pool_forward(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                                                    at::IntArrayRef levels) {
+                                                    at::IntArrayRef levels, bool with_argmax) {
   check_pool_inputs(input, rois);
-  return forward(input, rois, spatial_scale, make_layout(square_levels(levels)));
+  return forward(input, rois, spatial_scale, make_layout(square_levels(levels)), with_argmax);
 }
 
 template <PyramidBackward backward>

@@ -1,15 +1,18 @@
-// Schemas of the detaccel operators. Kernels are registered per backend in
+// Schemas of the detaccel operators. The pooling forwards return (output,
+// argmax); with_argmax=False (inference) skips the argmax and returns it empty.
+// Kernels are registered per backend in
 // cpu/ and cuda/; autograd and fake (meta) implementations are registered from
 // Python (detaccel/ops/_registration.py).
 #include <Python.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY(detaccel, m) {
-  m.def("roi_pool_forward(Tensor input, Tensor rois, float spatial_scale, int pooled_height, int pooled_width)"
-        " -> (Tensor, Tensor)");
+  m.def("roi_pool_forward(Tensor input, Tensor rois, float spatial_scale, int pooled_height, int pooled_width,"
+        " bool with_argmax=True) -> (Tensor, Tensor)");
   m.def("roi_pool_backward(Tensor grad, Tensor rois, Tensor argmax, int pooled_height, int pooled_width,"
         " int batch_size, int channels, int height, int width) -> Tensor");
-  m.def("spp_pool_forward(Tensor input, Tensor rois, float spatial_scale, int[] levels) -> (Tensor, Tensor)");
+  m.def("spp_pool_forward(Tensor input, Tensor rois, float spatial_scale, int[] levels, bool with_argmax=True)"
+        " -> (Tensor, Tensor)");
   m.def("spp_pool_backward(Tensor grad, Tensor rois, Tensor argmax, int[] levels,"
         " int batch_size, int channels, int height, int width) -> Tensor");
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");

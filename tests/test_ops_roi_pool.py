@@ -114,3 +114,23 @@ def test_traces_under_torch_compile():
     (compiled_grad,) = torch.autograd.grad(result, x)
     assert torch.equal(result, eager)
     assert torch.equal(compiled_grad, eager_grad)
+
+
+def test_inference_skips_argmax_with_identical_output():
+    x = torch.randn(1, 6, 10, 10)
+    rois = random_rois(30, (10, 10), min_size=1, max_size=10)
+    full, argmax = torch.ops.detaccel.roi_pool_forward(x, rois, 1.0, 3, 3)
+    lean, empty = torch.ops.detaccel.roi_pool_forward(x, rois, 1.0, 3, 3, False)
+    assert torch.equal(full, lean)
+    assert argmax.shape == full.shape and empty.numel() == 0
+    spp_full, _ = torch.ops.detaccel.spp_pool_forward(x, rois, 1.0, [1, 2], True)
+    spp_lean, spp_empty = torch.ops.detaccel.spp_pool_forward(x, rois, 1.0, [1, 2], False)
+    assert torch.equal(spp_full, spp_lean) and spp_empty.numel() == 0
+
+
+def test_backward_without_saved_argmax_is_a_clear_error():
+    x = torch.randn(1, 2, 5, 5, requires_grad=True)
+    rois = torch.tensor([[0, 0, 0, 4, 4.0]])
+    out, _ = torch.ops.detaccel.roi_pool_forward(x, rois, 1.0, 2, 2, False)
+    with pytest.raises(RuntimeError, match="with_argmax=False"):
+        out.sum().backward()

@@ -18,7 +18,6 @@
 #include <cfloat>
 #include <type_traits>
 
-#include "../nms_ops.h"
 #include "../pool_ops.h"
 
 namespace detaccel {
@@ -103,12 +102,14 @@ __attribute__((always_inline)) inline void pool_one_roi(
   for (int level = 0; level < layout.num_levels; ++level) {
     const int first = layout.bin_offset[level], bins = layout.bin_offset[level + 1] - first;
     scalar_t* out = out_row + static_cast<int64_t>(channels) * first;
-    int* arg = argmax_row + static_cast<int64_t>(channels) * first;
+    int* arg = argmax_row != nullptr ? argmax_row + static_cast<int64_t>(channels) * first : nullptr;
     for (int c = 0; c < channels; ++c) {
       for (int j = 0; j < bins; ++j) {
         const int64_t source = static_cast<int64_t>(first + j) * padded_channels + c;
         out[c * bins + j] = staged_values[source];
-        arg[c * bins + j] = static_cast<int>(staged_index[source]);
+        if (arg != nullptr) {
+          arg[c * bins + j] = static_cast<int>(staged_index[source]);
+        }
       }
     }
   }
@@ -144,13 +145,14 @@ bool cpu_has_avx2() {
 }
 
 std::tuple<at::Tensor, at::Tensor> pyramid_pool_forward_cpu(const at::Tensor& input, const at::Tensor& rois,
-                                                           double spatial_scale, const PyramidLayout& layout) {
+                                                           double spatial_scale, const PyramidLayout& layout,
+                                                           bool with_argmax) {
   TORCH_CHECK(input.device().is_cpu(), "input: expected a CPU tensor");
   const int64_t num_rois = rois.size(0);
   const int batch = input.size(0), channels = input.size(1), height = input.size(2), width = input.size(3);
   auto shape = pyramid_output_shape(num_rois, channels, layout);
   at::Tensor output = at::empty(shape, input.options());
-  at::Tensor argmax = at::empty(shape, input.options().dtype(at::kInt));
+  at::Tensor argmax = at::empty(with_argmax ? shape : std::vector<int64_t>{0}, input.options().dtype(at::kInt));
   if (output.numel() == 0) {
     return {output.zero_(), argmax.fill_(-1)};
   }
@@ -169,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor> pyramid_pool_forward_cpu(const at::Tensor& in
     const scalar_t* in = input_nhwc.const_data_ptr<scalar_t>();
     const scalar_t* roi_data = rois_c.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    int* arg = argmax.mutable_data_ptr<int>();
+    int* arg = with_argmax ? argmax.mutable_data_ptr<int>() : nullptr;
     const scalar_t scale = static_cast<scalar_t>(spatial_scale);
     auto* pool = cpu_has_avx2() ? &pool_one_roi_avx2<scalar_t> : &pool_one_roi_sse2<scalar_t>;
     at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
@@ -187,12 +189,14 @@ std::tuple<at::Tensor, at::Tensor> pyramid_pool_forward_cpu(const at::Tensor& in
         if (!(batch_value >= 0 && batch_value < batch)) {
           // Unreachable through the Python wrapper, which rejects such RoIs.
           std::fill(out + k * row, out + (k + 1) * row, scalar_t(0));
-          std::fill(arg + k * row, arg + (k + 1) * row, -1);
+          if (arg != nullptr) {
+            std::fill(arg + k * row, arg + (k + 1) * row, -1);
+          }
           continue;
         }
         const int64_t b = static_cast<int64_t>(batch_value);
         pool(in + b * height * width * padded_channels, roi, channels, padded_channels, height,
-                               width, scale, layout, out + k * row, arg + k * row, best, best_index,
+                               width, scale, layout, out + k * row, arg != nullptr ? arg + k * row : nullptr, best, best_index,
                                staged_values.data(), staged_index.data());
       }
     });
@@ -244,53 +248,6 @@ at::Tensor pyramid_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& r
   return grad_input;
 }
 
-// Greedy NMS over boxes sorted by score (stable, so equal scores keep their
-// input order). With class ids, only boxes of one class suppress each other.
-at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
-                   double iou_threshold) {
-  TORCH_CHECK(boxes.device().is_cpu(), "boxes: expected a CPU tensor");
-  const int64_t n = boxes.size(0);
-  if (n == 0) {
-    return at::empty({0}, boxes.options().dtype(at::kLong));
-  }
-  const at::Tensor order_t = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
-  const at::Tensor boxes_c = boxes.contiguous();
-  const at::Tensor labels_t = idxs.has_value() ? idxs->contiguous() : at::Tensor();
-  std::vector<uint8_t> suppressed(n, 0);
-  std::vector<int64_t> keep;
-  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms (CPU)", [&] {
-    const scalar_t* b = boxes_c.const_data_ptr<scalar_t>();
-    const int64_t* order = order_t.const_data_ptr<int64_t>();
-    const int64_t* labels = labels_t.defined() ? labels_t.const_data_ptr<int64_t>() : nullptr;
-    std::vector<scalar_t> area(n);
-    for (int64_t i = 0; i < n; ++i) {
-      area[i] = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
-    }
-    const scalar_t threshold = static_cast<scalar_t>(iou_threshold);
-    for (int64_t oi = 0; oi < n; ++oi) {
-      const int64_t i = order[oi];
-      if (suppressed[i]) {
-        continue;
-      }
-      keep.push_back(i);
-      const scalar_t ix1 = b[4 * i], iy1 = b[4 * i + 1], ix2 = b[4 * i + 2], iy2 = b[4 * i + 3];
-      for (int64_t oj = oi + 1; oj < n; ++oj) {
-        const int64_t j = order[oj];
-        if (suppressed[j] || (labels != nullptr && labels[j] != labels[i])) {
-          continue;
-        }
-        const scalar_t w = std::max(scalar_t(0), std::min(ix2, b[4 * j + 2]) - std::max(ix1, b[4 * j]));
-        const scalar_t h = std::max(scalar_t(0), std::min(iy2, b[4 * j + 3]) - std::max(iy1, b[4 * j + 1]));
-        const scalar_t inter = w * h;
-        if (inter / (area[i] + area[j] - inter) > threshold) {
-          suppressed[j] = 1;
-        }
-      }
-    }
-  });
-  return at::tensor(keep, boxes.options().dtype(at::kLong));
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(detaccel, CPU, m) {
@@ -298,8 +255,6 @@ TORCH_LIBRARY_IMPL(detaccel, CPU, m) {
   m.impl("roi_pool_backward", &roi_pool_backward<pyramid_pool_backward_cpu>);
   m.impl("spp_pool_forward", &spp_pool_forward<pyramid_pool_forward_cpu>);
   m.impl("spp_pool_backward", &spp_pool_backward<pyramid_pool_backward_cpu>);
-  m.impl("nms", &nms<nms_cpu>);
-  m.impl("batched_nms", &batched_nms<nms_cpu>);
 }
 
 }  // namespace detaccel

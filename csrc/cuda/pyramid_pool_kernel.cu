@@ -96,7 +96,9 @@ __global__ void pyramid_pool_forward_kernel(const scalar_t* __restrict__ input_n
         const int64_t o = k * row + static_cast<int64_t>(channels) * level_first + static_cast<int64_t>(c) * bins +
                           (bin - level_first);
         output[o] = static_cast<scalar_t>(tile_value[j][c_local]);
-        argmax[o] = tile_index[j][c_local];
+        if (argmax != nullptr) {
+          argmax[o] = tile_index[j][c_local];
+        }
       }
     }
     __syncthreads();
@@ -134,14 +136,15 @@ __global__ void pyramid_pool_backward_kernel(int64_t total, const scalar_t* __re
 }
 
 std::tuple<at::Tensor, at::Tensor> pyramid_pool_forward_cuda(const at::Tensor& input, const at::Tensor& rois,
-                                                            double spatial_scale, const PyramidLayout& layout) {
+                                                            double spatial_scale, const PyramidLayout& layout,
+                                                            bool with_argmax) {
   TORCH_CHECK(input.is_cuda(), "input: expected a CUDA tensor");
   c10::cuda::CUDAGuard guard(input.device());
   const int64_t num_rois = rois.size(0);
   const int batch = input.size(0), channels = input.size(1), height = input.size(2), width = input.size(3);
   auto shape = pyramid_output_shape(num_rois, channels, layout);
   at::Tensor output = at::empty(shape, input.options());
-  at::Tensor argmax = at::empty(shape, input.options().dtype(at::kInt));
+  at::Tensor argmax = at::empty(with_argmax ? shape : std::vector<int64_t>{0}, input.options().dtype(at::kInt));
   if (output.numel() == 0) {
     return {output.zero_(), argmax.fill_(-1)};
   }
@@ -155,7 +158,7 @@ std::tuple<at::Tensor, at::Tensor> pyramid_pool_forward_cuda(const at::Tensor& i
     pyramid_pool_forward_kernel<scalar_t><<<grid, block, 0, stream>>>(
         input_nhwc.const_data_ptr<scalar_t>(), rois_c.const_data_ptr<scalar_t>(), batch, channels, height, width,
         static_cast<geometry_t<scalar_t>>(spatial_scale), layout, output.mutable_data_ptr<scalar_t>(),
-        argmax.mutable_data_ptr<int>());
+        with_argmax ? argmax.mutable_data_ptr<int>() : nullptr);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {output, argmax};

@@ -39,7 +39,10 @@ def roi_pool(
     pooled_height, pooled_width = validation.check_output_size(output_size)
     spatial_scale = validation.check_spatial_scale(spatial_scale)
     validation.check_roi_values(rois, input.shape[0])
-    output, _ = torch.ops.detaccel.roi_pool_forward(input, rois, spatial_scale, pooled_height, pooled_width)
+    with_argmax = validation.needs_grad(input)
+    output, _ = torch.ops.detaccel.roi_pool_forward(
+        input, rois, spatial_scale, pooled_height, pooled_width, with_argmax
+    )
     return output
 
 
@@ -60,25 +63,29 @@ class RoIPool(torch.nn.Module):
 
 def _register() -> None:
     @torch.library.register_fake("detaccel::roi_pool_forward")
-    def _forward_fake(input, rois, spatial_scale, pooled_height, pooled_width):
+    def _forward_fake(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax=True):
         shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
-        return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
+        return input.new_empty(shape), input.new_empty(shape if with_argmax else (0,), dtype=torch.int32)
 
     @torch.library.register_fake("detaccel::roi_pool_backward")
     def _backward_fake(grad, rois, argmax, pooled_height, pooled_width, batch_size, channels, height, width):
         return grad.new_empty((batch_size, channels, height, width))
 
     def setup_context(ctx, inputs, output):
-        input, rois, _, pooled_height, pooled_width = inputs
+        input, rois, _, pooled_height, pooled_width, *_ = inputs
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for argmax
         ctx.save_for_backward(rois, output[1])
         ctx.input_shape = tuple(input.shape)
         ctx.pooled = (pooled_height, pooled_width)
 
     def backward(ctx, grad_output, _grad_argmax):
         rois, argmax = ctx.saved_tensors
+        if grad_output is None:
+            return None, None, None, None, None, None
+        validation.check_saved_argmax(argmax, grad_output)
         grad_input = torch.ops.detaccel.roi_pool_backward(grad_output, rois, argmax, *ctx.pooled, *ctx.input_shape)
-        return grad_input, None, None, None, None
+        return grad_input, None, None, None, None, None
 
     torch.library.register_autograd("detaccel::roi_pool_forward", backward, setup_context=setup_context)
 

@@ -38,7 +38,8 @@ def spp_pool(
     levels = validation.check_levels(levels)
     spatial_scale = validation.check_spatial_scale(spatial_scale)
     validation.check_roi_values(rois, input.shape[0])
-    output, _ = torch.ops.detaccel.spp_pool_forward(input, rois, spatial_scale, levels)
+    with_argmax = validation.needs_grad(input)
+    output, _ = torch.ops.detaccel.spp_pool_forward(input, rois, spatial_scale, levels, with_argmax)
     return output
 
 
@@ -64,25 +65,29 @@ class SpatialPyramidPool(torch.nn.Module):
 
 def _register() -> None:
     @torch.library.register_fake("detaccel::spp_pool_forward")
-    def _forward_fake(input, rois, spatial_scale, levels):
+    def _forward_fake(input, rois, spatial_scale, levels, with_argmax=True):
         shape = (rois.shape[0], input.shape[1] * sum(n * n for n in levels))
-        return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
+        return input.new_empty(shape), input.new_empty(shape if with_argmax else (0,), dtype=torch.int32)
 
     @torch.library.register_fake("detaccel::spp_pool_backward")
     def _backward_fake(grad, rois, argmax, levels, batch_size, channels, height, width):
         return grad.new_empty((batch_size, channels, height, width))
 
     def setup_context(ctx, inputs, output):
-        input, rois, _, levels = inputs
+        input, rois, _, levels, *_ = inputs
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for argmax
         ctx.save_for_backward(rois, output[1])
         ctx.input_shape = tuple(input.shape)
         ctx.levels = list(levels)
 
     def backward(ctx, grad_output, _grad_argmax):
         rois, argmax = ctx.saved_tensors
+        if grad_output is None:
+            return None, None, None, None, None
+        validation.check_saved_argmax(argmax, grad_output)
         grad_input = torch.ops.detaccel.spp_pool_backward(grad_output, rois, argmax, ctx.levels, *ctx.input_shape)
-        return grad_input, None, None, None
+        return grad_input, None, None, None, None
 
     torch.library.register_autograd("detaccel::spp_pool_forward", backward, setup_context=setup_context)
 

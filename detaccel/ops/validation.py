@@ -161,6 +161,19 @@ def check_finite(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"{name}: row {row} is not finite: {tensor[row].tolist()}")
 
 
+def needs_grad(input: torch.Tensor) -> bool:
+    """Whether a pooling forward must keep its argmax for a backward pass."""
+    return torch.is_grad_enabled() and input.requires_grad
+
+
+def check_saved_argmax(argmax: torch.Tensor, grad_output: torch.Tensor) -> None:
+    if argmax.numel() != grad_output.numel():
+        raise RuntimeError(
+            "backward through a pooling forward that ran with with_argmax=False; "
+            "call it with with_argmax=True (the Python wrappers do when the input requires grad)"
+        )
+
+
 def check_iou_threshold(iou_threshold: float) -> float:
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)):
         raise TypeError(f"iou_threshold: expected a number, got {type(iou_threshold).__name__}")
