@@ -218,10 +218,20 @@ def nms_cases(device: str, repeats: int) -> list[dict]:
     return rows
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     info = {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_name(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "threads": torch.get_num_threads(),
