@@ -15,7 +15,11 @@ ROIS = torch.tensor([[0, 0, 0, 7, 7.0], [1, 2, 2, 5, 5]])
     [
         (lambda: ops.roi_pool(X[0], ROIS, 2), ValueError, "input: expected 4 dims"),
         (lambda: ops.roi_pool(X.long(), ROIS, 2), TypeError, "input: dtype torch.int64"),
-        (lambda: ops.roi_pool(X.half(), ROIS.half(), 2), TypeError, "input: dtype torch.float16 is not supported on cpu"),
+        (
+            lambda: ops.roi_pool(X.half(), ROIS.half(), 2),
+            TypeError,
+            "input: dtype torch.float16 is not supported on cpu",
+        ),
         (lambda: ops.roi_pool(X, ROIS[:, :4], 2), ValueError, "rois: expected shape [K, 5]"),
         (lambda: ops.roi_pool(X, ROIS.double(), 2), TypeError, "rois: expected dtype torch.float32"),
         (lambda: ops.roi_pool(X, ROIS.tolist(), 2), TypeError, "rois[0]: expected a torch.Tensor"),
@@ -23,15 +27,27 @@ ROIS = torch.tensor([[0, 0, 0, 7, 7.0], [1, 2, 2, 5, 5]])
         (lambda: ops.roi_pool(X, "rois", 2), TypeError, "rois: expected a torch.Tensor"),
         (lambda: ops.roi_pool(X, ROIS, 0), ValueError, "output_size: sizes must be positive"),
         (lambda: ops.roi_pool(X, ROIS, (2, -1)), ValueError, "output_size: sizes must be positive"),
-        (lambda: ops.roi_pool(X, ROIS, (2, 2, 2)), ValueError, "output_size: expected an int or (height, width)"),
+        (
+            lambda: ops.roi_pool(X, ROIS, (2, 2, 2)),
+            ValueError,
+            "output_size: expected an int or (height, width)",
+        ),
         (lambda: ops.roi_pool(X, ROIS, 2.5), ValueError, "output_size"),
         (lambda: ops.roi_pool(X, ROIS, 5000), ValueError, "output_size: sizes above 1024"),
         (lambda: ops.roi_pool(X, ROIS, 2, 0.0), ValueError, "spatial_scale: expected a finite positive"),
         (lambda: ops.roi_pool(X, ROIS, 2, float("nan")), ValueError, "spatial_scale"),
-        (lambda: ops.roi_pool(X, torch.tensor([[2, 0, 0, 1, 1.0]]), 2), ValueError, "batch index outside [0, 2)"),
+        (
+            lambda: ops.roi_pool(X, torch.tensor([[2, 0, 0, 1, 1.0]]), 2),
+            ValueError,
+            "batch index outside [0, 2)",
+        ),
         (lambda: ops.roi_pool(X, torch.tensor([[-1, 0, 0, 1, 1.0]]), 2), ValueError, "batch index outside"),
         (lambda: ops.roi_pool(X, torch.tensor([[0.5, 0, 0, 1, 1.0]]), 2), ValueError, "not an integer"),
-        (lambda: ops.roi_pool(X, torch.tensor([[0, 0, float("nan"), 1, 1]]), 2), ValueError, "row 0 has non-finite"),
+        (
+            lambda: ops.roi_pool(X, torch.tensor([[0, 0, float("nan"), 1, 1]]), 2),
+            ValueError,
+            "row 0 has non-finite",
+        ),
         (lambda: ops.roi_pool(X, torch.tensor([[0, 0, 0, float("inf"), 1]]), 2), ValueError, "non-finite"),
         (lambda: ops.spp_pool(X, ROIS, ()), ValueError, "levels: expected 1 to 8 levels"),
         (lambda: ops.spp_pool(X, ROIS, tuple(range(1, 10))), ValueError, "levels: expected 1 to 8 levels"),
@@ -39,9 +55,17 @@ ROIS = torch.tensor([[0, 0, 0, 7, 7.0], [1, 2, 2, 5, 5]])
         (lambda: ops.spp_pool(X, ROIS, 3), TypeError, "levels: expected a sequence"),
         (lambda: ops.nms(torch.zeros(3, 5), torch.zeros(3), 0.5), ValueError, "boxes: expected shape [N, 4]"),
         (lambda: ops.nms(torch.zeros(3, 4), torch.zeros(2), 0.5), ValueError, "scores: expected shape [3]"),
-        (lambda: ops.nms(torch.zeros(3, 4, dtype=torch.long), torch.zeros(3), 0.5), TypeError, "boxes: expected a float"),
+        (
+            lambda: ops.nms(torch.zeros(3, 4, dtype=torch.long), torch.zeros(3), 0.5),
+            TypeError,
+            "boxes: expected a float",
+        ),
         (lambda: ops.nms(torch.zeros(3, 4), torch.zeros(3), float("inf")), ValueError, "iou_threshold"),
-        (lambda: ops.nms(torch.tensor([[0, 0, float("nan"), 1]]), torch.zeros(1), 0.5), ValueError, "boxes: row 0"),
+        (
+            lambda: ops.nms(torch.tensor([[0, 0, float("nan"), 1]]), torch.zeros(1), 0.5),
+            ValueError,
+            "boxes: row 0",
+        ),
         (lambda: ops.nms(torch.zeros(1, 4), torch.tensor([float("nan")]), 0.5), ValueError, "scores: row 0"),
         (
             lambda: ops.batched_nms(torch.zeros(2, 4), torch.zeros(2), torch.zeros(2), 0.5),
@@ -140,4 +164,6 @@ def test_mixed_devices_are_rejected():
     with pytest.raises(ValueError, match="rois: expected device cpu"):
         ops.roi_pool(X, meta_rois, 2)
     with pytest.raises(ValueError, match="idxs: expected device cpu"):
-        ops.batched_nms(torch.zeros(1, 4), torch.zeros(1), torch.zeros(1, dtype=torch.long, device="meta"), 0.5)
+        ops.batched_nms(
+            torch.zeros(1, 4), torch.zeros(1), torch.zeros(1, dtype=torch.long, device="meta"), 0.5
+        )

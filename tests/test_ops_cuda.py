@@ -86,7 +86,9 @@ def test_nms_and_batched_nms_equal_cpu(dtype):
     expected = ops.nms(boxes_low.float(), scores_low.float(), 0.5)
     assert torch.equal(ops.nms(boxes_low.cuda(), scores_low.cuda(), 0.5).cpu(), expected)
     if dtype == torch.float32:
-        assert torch.equal(ops.nms(boxes.cuda(), scores.cuda(), 0.5).cpu(), torchvision.ops.nms(boxes, scores, 0.5))
+        assert torch.equal(
+            ops.nms(boxes.cuda(), scores.cuda(), 0.5).cpu(), torchvision.ops.nms(boxes, scores, 0.5)
+        )
         keep = ops.batched_nms(boxes.cuda(), scores.cuda(), idxs.cuda(), 0.5).cpu()
         assert torch.equal(keep, ops.batched_nms(boxes, scores, idxs, 0.5))
     assert ops.nms(torch.zeros(0, 4, device="cuda"), torch.zeros(0, device="cuda"), 0.5).shape == (0,)
@@ -95,5 +97,7 @@ def test_nms_and_batched_nms_equal_cpu(dtype):
 def test_compiled_op_on_gpu():
     x = torch.randn(1, 8, 10, 10, device="cuda", requires_grad=True)
     rois = torch.tensor([[0, 0, 0, 9, 9.0]], device="cuda")
-    compiled = torch.compile(lambda t: ops.roi_pool(t, rois, 3, 1.0).sum(), backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(
+        lambda t: ops.roi_pool(t, rois, 3, 1.0).sum(), backend="aot_eager", fullgraph=True
+    )
     assert torch.equal(compiled(x), ops.roi_pool(x, rois, 3, 1.0).sum())

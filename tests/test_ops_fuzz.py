@@ -26,7 +26,9 @@ def pooling_case(draw, dtypes=(torch.float32, torch.float64)):
         x = x.round()
     rows = draw(
         st.lists(
-            st.tuples(st.integers(0, batch - 1), coordinate, coordinate, coordinate, coordinate), min_size=0, max_size=6
+            st.tuples(st.integers(0, batch - 1), coordinate, coordinate, coordinate, coordinate),
+            min_size=0,
+            max_size=6,
         )
     )
     rois = torch.tensor(rows, dtype=dtype).reshape(-1, 5)

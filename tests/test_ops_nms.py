@@ -46,7 +46,9 @@ def test_equal_scores_keep_input_order():
 
 def test_empty_and_half_precision_inputs():
     assert ops.nms(torch.zeros(0, 4), torch.zeros(0), 0.5).shape == (0,)
-    assert ops.batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).shape == (0,)
+    assert ops.batched_nms(
+        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5
+    ).shape == (0,)
     boxes = random_boxes(50)
     scores = distinct_scores(50)
     expected = ops.nms(boxes.half().float(), scores.half().float(), 0.5)

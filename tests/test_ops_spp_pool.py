@@ -27,7 +27,9 @@ def test_forward_and_backward_equal_per_level_roi_pool(dtype, levels):
     grad = torch.randn_like(ours)
     ours.backward(grad)
     theirs.backward(grad)
-    torch.testing.assert_close(ours_in.grad, theirs_in.grad, rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-5)
+    torch.testing.assert_close(
+        ours_in.grad, theirs_in.grad, rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-5
+    )
 
 
 def test_equals_reference_on_small_case():

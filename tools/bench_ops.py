@@ -29,7 +29,9 @@ LEVELS = (1, 2, 3, 6)
 SCALE = 1 / 16
 
 
-def random_rois(num: int, image_hw: tuple[int, int], device: str, dtype: torch.dtype, seed: int) -> torch.Tensor:
+def random_rois(
+    num: int, image_hw: tuple[int, int], device: str, dtype: torch.dtype, seed: int
+) -> torch.Tensor:
     """RoIs with sides uniform in [16, 300] pixels, anywhere in the image."""
     g = torch.Generator().manual_seed(seed)
     height, width = image_hw
@@ -130,11 +132,19 @@ def pooling_cases(device: str, dtype: torch.dtype, num_rois: int, repeats: int) 
         tv_roi(x)
     except (RuntimeError, NotImplementedError) as error:
         print(f"{tag}: torchvision cannot run this case ({str(error).splitlines()[0]})")
-        return [{"case": f"roi_pool forward 7x7, {tag}", "device": device, "torchvision_error": str(error)[:200]}]
+        return [
+            {"case": f"roi_pool forward 7x7, {tag}", "device": device, "torchvision_error": str(error)[:200]}
+        ]
     # Inference (no autograd): detaccel skips the argmax that only a backward pass needs.
     with torch.no_grad():
         rows.append(
-            compare(f"roi_pool forward 7x7 inference, {tag}", lambda: ours_roi(x), lambda: tv_roi(x), repeats, device)
+            compare(
+                f"roi_pool forward 7x7 inference, {tag}",
+                lambda: ours_roi(x),
+                lambda: tv_roi(x),
+                repeats,
+                device,
+            )
         )
     # Training: the input requires grad, both sides record their argmax.
     x_train = x.detach().requires_grad_()
@@ -161,7 +171,11 @@ def pooling_cases(device: str, dtype: torch.dtype, num_rois: int, repeats: int) 
     with torch.no_grad():
         rows.append(
             compare(
-                f"spp_pool forward (1,2,3,6) inference, {tag}", lambda: ours_spp(x), lambda: tv_spp(x), repeats, device
+                f"spp_pool forward (1,2,3,6) inference, {tag}",
+                lambda: ours_spp(x),
+                lambda: tv_spp(x),
+                repeats,
+                device,
             )
         )
     rows.append(
@@ -262,10 +276,14 @@ def markdown(rows: list[dict], info: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("outputs/bench_ops"), help="directory for the report")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/bench_ops"), help="directory for the report"
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
-    parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA cases even when a GPU is present")
+    parser.add_argument(
+        "--no-cuda", action="store_true", help="skip the CUDA cases even when a GPU is present"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     info = machine()

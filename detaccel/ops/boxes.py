@@ -23,11 +23,15 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     wh = (bottom_right - top_left).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = area1[:, None] + area2[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter))
+    return torch.where(
+        union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter)
+    )
 
 
 def encode_boxes(
-    targets: torch.Tensor, proposals: torch.Tensor, weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    targets: torch.Tensor,
+    proposals: torch.Tensor,
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
 ) -> torch.Tensor:
     """Regression targets ``(dx, dy, dw, dh)`` that move ``proposals`` onto ``targets``.
 

@@ -86,7 +86,9 @@ def _register() -> None:
         if grad_output is None:
             return None, None, None, None, None
         validation.check_saved_argmax(argmax, grad_output)
-        grad_input = torch.ops.detaccel.spp_pool_backward(grad_output, rois, argmax, ctx.levels, *ctx.input_shape)
+        grad_input = torch.ops.detaccel.spp_pool_backward(
+            grad_output, rois, argmax, ctx.levels, *ctx.input_shape
+        )
         return grad_input, None, None, None, None
 
     torch.library.register_autograd("detaccel::spp_pool_forward", backward, setup_context=setup_context)

@@ -34,7 +34,9 @@ def check_float_dtype(name: str, tensor: torch.Tensor) -> None:
     allowed = CUDA_FLOAT_DTYPES if tensor.device.type == "cuda" else CPU_FLOAT_DTYPES
     if tensor.dtype not in allowed:
         names = ", ".join(str(d).replace("torch.", "") for d in allowed)
-        raise TypeError(f"{name}: dtype {tensor.dtype} is not supported on {tensor.device.type} (use {names})")
+        raise TypeError(
+            f"{name}: dtype {tensor.dtype} is not supported on {tensor.device.type} (use {names})"
+        )
 
 
 def check_same_device(name: str, tensor: torch.Tensor, reference: torch.Tensor) -> None:
@@ -66,12 +68,17 @@ def as_rois(boxes: torch.Tensor | Sequence[torch.Tensor], input: torch.Tensor) -
         if not boxes:
             return input.new_zeros((0, 5))
         index = torch.cat(
-            [torch.full((b.shape[0], 1), i, dtype=input.dtype, device=input.device) for i, b in enumerate(boxes)]
+            [
+                torch.full((b.shape[0], 1), i, dtype=input.dtype, device=input.device)
+                for i, b in enumerate(boxes)
+            ]
         )
         return torch.cat([index, torch.cat([b.to(input.dtype) for b in boxes])], dim=1)
     rois = check_tensor("rois", boxes)
     if rois.dim() != 2 or rois.shape[1] != 5:
-        raise ValueError(f"rois: expected shape [K, 5] (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        raise ValueError(
+            f"rois: expected shape [K, 5] (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}"
+        )
     check_same_device("rois", rois, input)
     if rois.dtype != input.dtype:
         raise TypeError(f"rois: expected dtype {input.dtype} (the input's), got {rois.dtype}")
@@ -93,14 +100,12 @@ def check_roi_values(rois: torch.Tensor, batch_size: int) -> None:
     bad = flags.any(dim=1).tolist()
     if not any(bad):
         return
-    for which, message in zip(
-        range(3),
-        (
-            "non-finite coordinates",
-            "a batch index that is not an integer",
-            f"a batch index outside [0, {batch_size})",
-        ),
-    ):
+    messages = (
+        "non-finite coordinates",
+        "a batch index that is not an integer",
+        f"a batch index outside [0, {batch_size})",
+    )
+    for which, message in enumerate(messages):
         if bad[which]:
             row = int(flags[which].nonzero()[0, 0])
             raise ValueError(f"rois: row {row} has {message}: {rois[row].tolist()}")
