@@ -17,6 +17,10 @@ TORCH_LIBRARY(detaccel, m) {
         " int batch_size, int channels, int height, int width) -> Tensor");
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
+  // R²-CNN: integrated feature map and its quantised levels; boxes per level
+  // in inclusive feature-cell coordinates with the image of each box.
+  m.def("r2cnn_feature_levels(Tensor features, int num_levels) -> (Tensor, Tensor)");
+  m.def("r2cnn_level_boxes(Tensor levels, int num_levels, int max_boxes_per_level) -> (Tensor, Tensor)");
 }
 
 // `import detaccel._C` loads this library, which registers the operators.

@@ -16,6 +16,8 @@ OPERATORS = (
     "spp_pool_backward",
     "nms",
     "batched_nms",
+    "r2cnn_feature_levels",
+    "r2cnn_level_boxes",
 )
 _BACKENDS = ("CPU", "CUDA")
 

@@ -94,3 +94,66 @@ def nms_reference(
             if union > 0 and inter / union > iou_threshold:
                 suppressed[j] = True
     return torch.tensor(keep, dtype=torch.long)
+
+
+def r2cnn_feature_levels_reference(
+    features: torch.Tensor, num_levels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrated map and levels, computed with whole-tensor PyTorch operations."""
+    x = features.double() if features.dtype == torch.float64 else features.float()
+    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+    maxima = x.amax(dim=(2, 3), keepdim=True).clamp(min=0)
+    weights = torch.where(
+        maxima > 0, 1 / maxima.clamp(min=torch.finfo(x.dtype).tiny), torch.zeros_like(maxima)
+    )
+    integrated = (x * weights).sum(dim=1)
+    top = integrated.flatten(1).amax(dim=1)[:, None, None]
+    scaled = num_levels * integrated / (top + 1e-12)
+    levels = torch.where(scaled > 0, scaled.floor().clamp(max=num_levels - 1), torch.zeros_like(scaled))
+    return integrated, levels.to(torch.int32)
+
+
+def r2cnn_level_boxes_reference(
+    levels: torch.Tensor, num_levels: int, max_boxes_per_level: int
+) -> list[torch.Tensor]:
+    """Per-level boxes by breadth-first labelling of 8-connected groups, in Python."""
+    results = []
+    for level_map in levels.tolist():
+        h, w = len(level_map), len(level_map[0]) if level_map else 0
+        seen = [[False] * w for _ in range(h)]
+        groups: dict[int, list[tuple[int, int, list[int]]]] = {}
+        for y0 in range(h):
+            for x0 in range(w):
+                if seen[y0][x0]:
+                    continue
+                value = level_map[y0][x0]
+                queue, seen[y0][x0], cells = [(y0, x0)], True, []
+                while queue:
+                    y, x = queue.pop()
+                    cells.append((y, x))
+                    for ny in range(max(y - 1, 0), min(y + 2, h)):
+                        for nx in range(max(x - 1, 0), min(x + 2, w)):
+                            if not seen[ny][nx] and level_map[ny][nx] == value:
+                                seen[ny][nx] = True
+                                queue.append((ny, nx))
+                ys, xs = [c[0] for c in cells], [c[1] for c in cells]
+                groups.setdefault(value, []).append(
+                    (len(cells), y0 * w + x0, [min(xs), min(ys), max(xs), max(ys)])
+                )
+        boxes = []
+        for value in range(num_levels):
+            if value not in groups:
+                continue
+            comps = sorted(groups[value], key=lambda g: (-g[0], g[1]))
+            corners = [c[2] for c in comps]
+            boxes.append(
+                [
+                    min(b[0] for b in corners),
+                    min(b[1] for b in corners),
+                    max(b[2] for b in corners),
+                    max(b[3] for b in corners),
+                ]
+            )
+            boxes.extend(c[2] for c in comps[: max_boxes_per_level - 1])
+        results.append(torch.tensor(boxes, dtype=torch.long).reshape(-1, 4))
+    return results

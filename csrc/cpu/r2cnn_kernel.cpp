@@ -1,0 +1,208 @@
+// CPU kernels of the R²-CNN RoI generator.
+//
+// r2cnn_feature_levels: (1) every channel is divided by its own maximum
+// (channels whose maximum is not positive are skipped), (2) the channels are
+// summed into one integrated map per image, (3) the map is quantised into
+// levels. Channel maxima run in parallel over (image, channel) planes; the sum
+// runs in parallel over (image, block of cells) with the channel loop outside
+// the contiguous cell loop, so the inner loop is a vectorised multiply-add.
+//
+// r2cnn_level_boxes: per image (in parallel), 8-connected components of equal
+// level are labelled with an explicit-stack flood fill; each level gives one
+// box around all of its cells and then its components, largest first.
+// Non-finite feature values count as 0.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../r2cnn_checks.h"
+
+namespace detaccel {
+namespace {
+
+constexpr int64_t kCellBlock = 4096;
+
+template <typename scalar_t>
+inline scalar_t finite_or_zero(scalar_t v) {
+  return std::isfinite(v) ? v : scalar_t(0);
+}
+
+std::tuple<at::Tensor, at::Tensor> r2cnn_feature_levels_cpu(const at::Tensor& features, int64_t num_levels) {
+  check_r2cnn_features(features, num_levels);
+  TORCH_CHECK(features.device().is_cpu(), "features: expected a CPU tensor");
+  const int64_t n = features.size(0), c = features.size(1), h = features.size(2), w = features.size(3);
+  const int64_t cells = h * w;
+  const at::Tensor x = features.scalar_type() == at::kDouble ? features.contiguous() : features.contiguous().to(at::kFloat);
+  at::Tensor integrated = at::zeros({n, h, w}, x.options());
+  at::Tensor levels = at::zeros({n, h, w}, x.options().dtype(at::kInt));
+  if (integrated.numel() == 0) {
+    return {integrated, levels};
+  }
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "r2cnn_feature_levels (CPU)", [&] {
+    const scalar_t* data = x.const_data_ptr<scalar_t>();
+    std::vector<scalar_t> weight(n * c, scalar_t(0));
+    at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const scalar_t* p = data + plane * cells;
+        scalar_t maximum = scalar_t(0);
+        for (int64_t i = 0; i < cells; ++i) {
+          maximum = std::max(maximum, finite_or_zero(p[i]));
+        }
+        weight[plane] = maximum > 0 ? scalar_t(1) / maximum : scalar_t(0);
+      }
+    });
+    scalar_t* out = integrated.mutable_data_ptr<scalar_t>();
+    const int64_t blocks = (cells + kCellBlock - 1) / kCellBlock;
+    at::parallel_for(0, n * blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t image = task / blocks, first = (task % blocks) * kCellBlock;
+        const int64_t count = std::min(kCellBlock, cells - first);
+        scalar_t* acc = out + image * cells + first;
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const scalar_t wt = weight[image * c + ch];
+          if (wt == 0) {
+            continue;
+          }
+          const scalar_t* p = data + (image * c + ch) * cells + first;
+          for (int64_t i = 0; i < count; ++i) {
+            acc[i] += finite_or_zero(p[i]) * wt;
+          }
+        }
+      }
+    });
+    int* level = levels.mutable_data_ptr<int>();
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t image = begin; image < end; ++image) {
+        const scalar_t* v = out + image * cells;
+        const scalar_t maximum = *std::max_element(v, v + cells);
+        for (int64_t i = 0; i < cells; ++i) {
+          level[image * cells + i] = quantize_level<scalar_t>(v[i], maximum, static_cast<int>(num_levels));
+        }
+      }
+    });
+  });
+  return {integrated, levels};
+}
+
+struct Component {
+  int level;
+  int64_t size;
+  int64_t first;  // first cell in raster order: a deterministic tie-break
+  std::array<int64_t, 4> box;
+};
+
+std::vector<std::array<int64_t, 4>> image_level_boxes(const int* level, int64_t h, int64_t w, int num_levels,
+                                                      int64_t max_per_level) {
+  const int64_t cells = h * w;
+  std::vector<int32_t> seen(cells, 0);
+  std::vector<Component> components;
+  std::vector<std::array<int64_t, 4>> level_box(num_levels, {w, h, -1, -1});
+  std::vector<int64_t> stack;
+  for (int64_t start = 0; start < cells; ++start) {
+    if (seen[start]) {
+      continue;
+    }
+    const int l = level[start];
+    Component comp{l, 0, start, {w, h, -1, -1}};
+    seen[start] = 1;
+    stack.push_back(start);
+    while (!stack.empty()) {
+      const int64_t cell = stack.back();
+      stack.pop_back();
+      const int64_t y = cell / w, x = cell % w;
+      ++comp.size;
+      comp.box = {std::min(comp.box[0], x), std::min(comp.box[1], y), std::max(comp.box[2], x), std::max(comp.box[3], y)};
+      for (int64_t dy = -1; dy <= 1; ++dy) {
+        for (int64_t dx = -1; dx <= 1; ++dx) {
+          const int64_t ny = y + dy, nx = x + dx;
+          if (ny < 0 || ny >= h || nx < 0 || nx >= w) {
+            continue;
+          }
+          const int64_t next = ny * w + nx;
+          if (!seen[next] && level[next] == l) {
+            seen[next] = 1;
+            stack.push_back(next);
+          }
+        }
+      }
+    }
+    auto& lb = level_box[l];
+    lb = {std::min(lb[0], comp.box[0]), std::min(lb[1], comp.box[1]), std::max(lb[2], comp.box[2]),
+          std::max(lb[3], comp.box[3])};
+    components.push_back(comp);
+  }
+  std::stable_sort(components.begin(), components.end(), [](const Component& a, const Component& b) {
+    if (a.level != b.level) {
+      return a.level < b.level;
+    }
+    return a.size != b.size ? a.size > b.size : a.first < b.first;
+  });
+  std::vector<std::array<int64_t, 4>> boxes;
+  size_t next = 0;
+  for (int l = 0; l < num_levels; ++l) {
+    if (level_box[l][2] < 0) {
+      continue;  // no cell at this level
+    }
+    boxes.push_back(level_box[l]);
+    int64_t taken = 1;
+    for (; next < components.size() && components[next].level == l; ++next) {
+      if (taken < max_per_level) {
+        boxes.push_back(components[next].box);
+        ++taken;
+      }
+    }
+  }
+  return boxes;
+}
+
+std::tuple<at::Tensor, at::Tensor> r2cnn_level_boxes_cpu(const at::Tensor& levels, int64_t num_levels,
+                                                        int64_t max_boxes_per_level) {
+  TORCH_CHECK(levels.dim() == 3, "levels: expected a 3-D tensor [N, H, W], got ", levels.dim(), " dims");
+  TORCH_CHECK(levels.scalar_type() == at::kInt, "levels: expected int32, got ", levels.scalar_type());
+  TORCH_CHECK(levels.device().is_cpu(), "levels: expected a CPU tensor");
+  TORCH_CHECK(num_levels >= 1 && num_levels <= kMaxR2cnnLevels, "num_levels: expected 1 to ", kMaxR2cnnLevels);
+  TORCH_CHECK(max_boxes_per_level >= 1, "max_boxes_per_level: expected a positive number, got ", max_boxes_per_level);
+  const at::Tensor lv = levels.contiguous();
+  const int64_t n = lv.size(0), h = lv.size(1), w = lv.size(2);
+  const int* data = lv.const_data_ptr<int>();
+  // Out-of-range levels would index past the per-level tables.
+  const bool in_range = std::all_of(data, data + lv.numel(), [&](int v) { return v >= 0 && v < num_levels; });
+  TORCH_CHECK(in_range, "levels: values must lie in [0, num_levels)");
+  std::vector<std::vector<std::array<int64_t, 4>>> per_image(n);
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      per_image[i] = image_level_boxes(data + i * h * w, h, w, static_cast<int>(num_levels), max_boxes_per_level);
+    }
+  });
+  int64_t total = 0;
+  for (const auto& b : per_image) {
+    total += static_cast<int64_t>(b.size());
+  }
+  at::Tensor boxes = at::empty({total, 4}, lv.options().dtype(at::kLong));
+  at::Tensor image_index = at::empty({total}, lv.options().dtype(at::kLong));
+  int64_t* box_data = boxes.mutable_data_ptr<int64_t>();
+  int64_t* index_data = image_index.mutable_data_ptr<int64_t>();
+  int64_t row = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    for (const auto& b : per_image[i]) {
+      std::copy(b.begin(), b.end(), box_data + 4 * row);
+      index_data[row++] = i;
+    }
+  }
+  return {boxes, image_index};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(detaccel, CPU, m) {
+  m.impl("r2cnn_feature_levels", &r2cnn_feature_levels_cpu);
+  m.impl("r2cnn_level_boxes", &r2cnn_level_boxes_cpu);
+}
+
+}  // namespace detaccel

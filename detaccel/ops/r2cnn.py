@@ -1,0 +1,96 @@
+"""R²-CNN RoI generation from a detector's own conv features (compiled kernels).
+
+Steps 1–3 of R²-CNN: integrate the feature map, quantise it into levels, and
+box each level and its 8-connected groups. Mapping the cell boxes to pixels
+and the local search belong to the proposal generator (``detaccel.proposals``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from detaccel.ops import extension, validation
+
+
+def r2cnn_feature_levels(features: torch.Tensor, num_levels: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrated map and feature levels of a batch of feature maps.
+
+    Each channel is divided by its own maximum (channels whose maximum is not
+    positive are skipped) and the channels are summed into ``I``; then
+    ``level = floor(L * I / (max(I) + eps))`` clamped to ``[0, L - 1]``.
+
+    Args:
+        features: ``[N, C, H, W]`` floating tensor (CPU or CUDA), finite.
+        num_levels: number of levels ``L``.
+
+    Returns:
+        ``(integrated [N, H, W], levels [N, H, W] int32)``; ``integrated`` is
+        float32 (float64 for float64 input).
+    """
+    extension.require()
+    validation.check_tensor("features", features)
+    if features.dim() != 4:
+        raise ValueError(f"features: expected 4 dims [N, C, H, W], got shape {tuple(features.shape)}")
+    if not features.is_floating_point():
+        raise TypeError(f"features: expected a floating-point tensor, got {features.dtype}")
+    _check_num_levels(num_levels)
+    if features.numel() and not torch.compiler.is_compiling() and not bool(torch.isfinite(features).all()):
+        raise ValueError("features: the feature map has non-finite values")
+    return torch.ops.detaccel.r2cnn_feature_levels(features, num_levels)
+
+
+def r2cnn_level_boxes(
+    levels: torch.Tensor, num_levels: int, max_boxes_per_level: int = 100
+) -> list[torch.Tensor]:
+    """Boxes of every level and of its 8-connected groups, per image.
+
+    For each level present in an image: one box around all of its cells, then
+    the boxes of its connected groups, largest first (ties in raster order),
+    at most ``max_boxes_per_level`` boxes per level in all.
+
+    Args:
+        levels: ``[N, H, W]`` int32 levels in ``[0, num_levels)`` (any device;
+            the labelling runs on the CPU).
+        num_levels: number of levels.
+        max_boxes_per_level: cap per level, at least 1.
+
+    Returns:
+        one int64 tensor ``[M_i, 4]`` per image of inclusive cell boxes
+        ``(x1, y1, x2, y2)``, on the CPU.
+    """
+    extension.require()
+    validation.check_tensor("levels", levels)
+    if levels.dim() != 3:
+        raise ValueError(f"levels: expected 3 dims [N, H, W], got shape {tuple(levels.shape)}")
+    if levels.dtype != torch.int32:
+        raise TypeError(f"levels: expected int32, got {levels.dtype}")
+    _check_num_levels(num_levels)
+    if (
+        isinstance(max_boxes_per_level, bool)
+        or not isinstance(max_boxes_per_level, int)
+        or max_boxes_per_level < 1
+    ):
+        raise ValueError(f"max_boxes_per_level: expected a positive int, got {max_boxes_per_level!r}")
+    levels = levels.cpu()
+    if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= num_levels):
+        raise ValueError(f"levels: values must lie in [0, {num_levels})")
+    boxes, image_index = torch.ops.detaccel.r2cnn_level_boxes(levels, num_levels, max_boxes_per_level)
+    counts = torch.bincount(image_index, minlength=levels.shape[0]).tolist()
+    return list(torch.split(boxes, counts))
+
+
+def _check_num_levels(num_levels: int) -> None:
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or not 1 <= num_levels <= 65536:
+        raise ValueError(f"num_levels: expected an int in [1, 65536], got {num_levels!r}")
+
+
+def _register() -> None:
+    @torch.library.register_fake("detaccel::r2cnn_feature_levels")
+    def _levels_fake(features, num_levels):
+        n, _, h, w = features.shape
+        dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+        return features.new_empty((n, h, w), dtype=dtype), features.new_empty((n, h, w), dtype=torch.int32)
+
+
+if extension.is_loaded():
+    _register()
