@@ -5,12 +5,25 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+#include <limits>
 #include <optional>
 
 namespace detaccel {
 
 using NmsKernel = at::Tensor (*)(const at::Tensor& boxes, const at::Tensor& scores, const std::optional<at::Tensor>& idxs,
                                  double iou_threshold);
+
+// The largest T not above `threshold`: for every T value x, (x > result) is
+// exactly (double(x) > threshold), the comparison torchvision's CPU NMS makes.
+template <typename T>
+T threshold_as(double threshold) {
+  T value = static_cast<T>(threshold);
+  if (static_cast<double>(value) > threshold) {
+    value = std::nextafter(value, -std::numeric_limits<T>::infinity());
+  }
+  return value;
+}
 
 inline void check_nms_inputs(const at::Tensor& boxes, const at::Tensor& scores) {
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes: expected shape [N, 4] (x1, y1, x2, y2), got ", boxes.sizes());

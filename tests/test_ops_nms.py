@@ -59,3 +59,13 @@ def test_degenerate_boxes_are_kept_without_nan_trouble():
     boxes = torch.tensor([[5, 5, 5, 5.0], [5, 5, 5, 5], [0, 0, 10, 10]])
     scores = torch.tensor([0.9, 0.8, 0.7])
     assert torch.equal(ops.nms(boxes, scores, 0.5), torchvision.ops.nms(boxes, scores, 0.5))
+
+
+def test_iou_equal_to_threshold_in_float32_follows_torchvision():
+    # IoU 24 / 240 is exactly float32(0.1), which is above the double 0.1: suppressed.
+    boxes = torch.tensor([[0, 0, 12, 8.0], [8, 2, 20, 16]])
+    scores = torch.tensor([0.9, 0.8])
+    expected = torchvision.ops.nms(boxes, scores, 0.1)
+    assert expected.tolist() == [0]
+    assert torch.equal(ops.nms(boxes, scores, 0.1), expected)
+    assert torch.equal(nms_reference(boxes, scores, 0.1), expected)

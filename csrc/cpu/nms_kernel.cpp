@@ -75,7 +75,7 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const std:
     }
     for (size_t g = 0; g + 1 < group_bounds.size(); ++g) {
       greedy_nms_range<scalar_t>(x1, y1, x2, y2, area.data(), group_bounds[g], group_bounds[g + 1],
-                                 static_cast<scalar_t>(iou_threshold), suppressed.data(), kept);
+                                 threshold_as<scalar_t>(iou_threshold), suppressed.data(), kept);
     }
   });
   // Back to global score order, then to input indices.

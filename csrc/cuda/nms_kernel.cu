@@ -29,7 +29,7 @@ __device__ __forceinline__ bool overlaps(const acc_t* a, const acc_t* b, acc_t t
 }
 
 template <typename scalar_t>
-__global__ void nms_mask_kernel(int n, double iou_threshold, const scalar_t* __restrict__ boxes,
+__global__ void nms_mask_kernel(int n, at::opmath_type<scalar_t> iou_threshold, const scalar_t* __restrict__ boxes,
                                 const int64_t* __restrict__ labels, unsigned long long* __restrict__ mask) {
   using acc_t = at::opmath_type<scalar_t>;
   const int row_block = blockIdx.y, col_block = blockIdx.x;
@@ -58,7 +58,7 @@ __global__ void nms_mask_kernel(int n, double iou_threshold, const scalar_t* __r
     const int64_t label = labels != nullptr ? labels[i] : 0;
     unsigned long long bits = 0;
     for (int j = row_block == col_block ? threadIdx.x + 1 : 0; j < col_size; ++j) {
-      if (col_labels[j] == label && overlaps<acc_t>(box, col_boxes + j * 4, static_cast<acc_t>(iou_threshold))) {
+      if (col_labels[j] == label && overlaps<acc_t>(box, col_boxes + j * 4, iou_threshold)) {
         bits |= 1ULL << j;
       }
     }
@@ -84,7 +84,7 @@ at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const std
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "nms (CUDA)", [&] {
     nms_mask_kernel<scalar_t><<<grid, kBoxesPerWord, 0, stream>>>(
-        static_cast<int>(n), iou_threshold, sorted_boxes.const_data_ptr<scalar_t>(),
+        static_cast<int>(n), threshold_as<at::opmath_type<scalar_t>>(iou_threshold), sorted_boxes.const_data_ptr<scalar_t>(),
         sorted_labels.defined() ? sorted_labels.const_data_ptr<int64_t>() : nullptr,
         reinterpret_cast<unsigned long long*>(mask.mutable_data_ptr<int64_t>()));
   });

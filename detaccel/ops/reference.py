@@ -74,7 +74,10 @@ def nms_reference(
 ) -> torch.Tensor:
     """Greedy NMS in Python; with ``idxs``, only boxes of one category suppress each other."""
     order = torch.sort(scores, stable=True, descending=True).indices.tolist()
-    b = boxes.detach().cpu().tolist()
+    # Arithmetic in the boxes' own precision; the IoU is compared with the threshold as a double.
+    ftype = np.float64 if boxes.dtype == torch.float64 else np.float32
+    b = boxes.detach().cpu().numpy().astype(ftype)
+    zero = ftype(0)
     labels = idxs.tolist() if idxs is not None else [0] * len(order)
     suppressed = [False] * len(order)
     keep = []
@@ -86,12 +89,12 @@ def nms_reference(
         for j in order[oi + 1 :]:
             if suppressed[j] or labels[j] != labels[i]:
                 continue
-            w = max(0.0, min(b[i][2], b[j][2]) - max(b[i][0], b[j][0]))
-            h = max(0.0, min(b[i][3], b[j][3]) - max(b[i][1], b[j][1]))
+            w = max(zero, min(b[i][2], b[j][2]) - max(b[i][0], b[j][0]))
+            h = max(zero, min(b[i][3], b[j][3]) - max(b[i][1], b[j][1]))
             inter = w * h
             area_j = (b[j][2] - b[j][0]) * (b[j][3] - b[j][1])
             union = area_i + area_j - inter
-            if union > 0 and inter / union > iou_threshold:
+            if union > 0 and float(inter / union) > iou_threshold:
                 suppressed[j] = True
     return torch.tensor(keep, dtype=torch.long)
 
