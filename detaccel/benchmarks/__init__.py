@@ -1,0 +1,1 @@
+"""Benchmarks of detaccel's components against each other on a dataset split."""

@@ -1,0 +1,143 @@
+"""Proposal benchmark: speed and quality of proposal generators on the same images.
+
+For every generator: time per image (median and p90 of the whole call, and of
+the generator's own work apart from any backbone forward it runs), proposals
+per image, recall at IoU 0.5 and 0.7, AR@100/300/1000, and the recall curve
+against the number of proposals kept. Each generator first runs once on the
+first image, untimed (warm-up).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from detaccel.data import ImageRecord, read_image
+from detaccel.evaluation import proposal_recall
+from detaccel.proposals import GeneratorBase
+
+AR_LIMITS = (100, 300, 1000)
+REPORTED = ("recall@0.50", "recall@0.70", "AR@100", "AR@300", "AR@1000")
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def benchmark_generator(
+    generator: GeneratorBase,
+    records: Sequence[ImageRecord],
+    load_image: Callable[[ImageRecord], np.ndarray],
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[Any, tuple[np.ndarray, np.ndarray | None]]]:
+    """Run ``generator`` on every record; return its timing/quality figures and its proposals."""
+    if records:
+        generator.generate(load_image(records[0]), image_id=records[0].image_id)  # warm-up
+    total, own, backbone, proposals = [], [], [], {}
+    for record in tqdm(records, desc=generator.name, unit="img", disable=not progress, leave=False):
+        image = load_image(record)
+        start = time.perf_counter()
+        result = generator.generate(image, image_id=record.image_id)
+        total.append(time.perf_counter() - start)
+        own.append(result.timings.get("proposals", 0.0) + result.timings.get("postprocess", 0.0))
+        if "backbone" in result.timings:
+            backbone.append(result.timings["backbone"])
+        proposals[record.image_id] = (result.boxes, result.scores)
+    quality = proposal_recall(records, proposals, iou_thresholds=(0.5, 0.7), ar_limits=AR_LIMITS)
+    figures: dict[str, Any] = {
+        "generator": generator.name,
+        "parameters": {k: v for k, v in generator.parameters().items() if _is_plain(v)},
+        "images": len(records),
+        "time_median_s": _percentile(total, 50),
+        "time_p90_s": _percentile(total, 90),
+        "own_time_median_s": _percentile(own, 50),
+        "own_time_p90_s": _percentile(own, 90),
+        "backbone_time_median_s": _percentile(backbone, 50) if backbone else None,
+        "proposals_per_image": quality["mean_proposals"],
+    }
+    figures.update({name: quality[name] for name in REPORTED})
+    figures["recall_curve"] = quality["recall_curve"]
+    return figures, proposals
+
+
+def _is_plain(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str, list, tuple))
+
+
+def run_proposal_benchmark(
+    generators: Mapping[str, GeneratorBase],
+    records: Sequence[ImageRecord],
+    out_dir: str | Path,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Benchmark each generator on ``records``; write ``results.json``, ``results.md`` and ``recall.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache: dict[Any, np.ndarray] = {}
+
+    def load_image(record: ImageRecord) -> np.ndarray:
+        if record.image_id not in cache:
+            cache[record.image_id] = cv2.cvtColor(read_image(record.file_path), cv2.COLOR_RGB2BGR)
+        return cache[record.image_id]
+
+    results = {}
+    for name, generator in tqdm(generators.items(), desc="generators", disable=not progress):
+        results[name], _ = benchmark_generator(generator, records, load_image, progress)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "results.md").write_text(markdown_table(results))
+    plot_recall(results, out / "recall.png")
+    return results
+
+
+def markdown_table(results: Mapping[str, Mapping[str, Any]], reference: str = "selective_search") -> str:
+    """Figures per generator; ``speed-up`` is the reference's own time over each generator's own time."""
+    base = results.get(reference, {}).get("own_time_median_s")
+    lines = [
+        "| generator | time/img median (ms) | p90 (ms) | own time median (ms) | backbone (ms) | "
+        f"own-time speed-up vs {reference} | proposals/img | "
+        "recall@0.5 | recall@0.7 | AR@100 | AR@300 | AR@1000 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        backbone = r["backbone_time_median_s"]
+        speedup = base / r["own_time_median_s"] if base and r["own_time_median_s"] else math.nan
+        lines.append(
+            f"| {name} | {1e3 * r['time_median_s']:.1f} | {1e3 * r['time_p90_s']:.1f} | "
+            f"{1e3 * r['own_time_median_s']:.2f} | {'' if backbone is None else f'{1e3 * backbone:.1f}'} | "
+            f"{speedup:.1f}x | {r['proposals_per_image']:.0f} | "
+            + " | ".join(f"{r[k]:.3f}" for k in REPORTED)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_recall(results: Mapping[str, Mapping[str, Any]], path: Path) -> None:
+    """Recall at IoU 0.5 and 0.7 against the number of proposals kept, one line per generator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, threshold in zip(axes, ("0.50", "0.70"), strict=True):
+        for name, r in results.items():
+            curve = r["recall_curve"]
+            ax.plot(curve["num_proposals"], curve[threshold], marker="o", markersize=3, label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("proposals per image")
+        ax.set_title(f"recall at IoU {threshold}")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("recall")
+    axes[0].set_ylim(0, 1.02)
+    axes[1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

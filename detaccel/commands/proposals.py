@@ -1,0 +1,108 @@
+"""``detaccel proposals bench``: speed and recall of proposal generators on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_GENERATORS = ("selective_search", "edge_boxes", "sliding_window", "r2cnn")
+DEFAULT_DATA = Path("outputs/synthetic")
+
+
+def parse_settings(items: list[str], generators: list[str]) -> dict[str, dict[str, Any]]:
+    """``GENERATOR.PARAM=VALUE`` options (values read as YAML) grouped by generator."""
+    from detaccel.cli import CommandError
+
+    params: dict[str, dict[str, Any]] = {name: {} for name in generators}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, param = key.partition(".")
+        if not sep or not dot or not param:
+            raise CommandError(f"--set {item!r}: expected GENERATOR.PARAM=VALUE")
+        if name not in params:
+            raise CommandError(f"--set {item!r}: generator {name!r} is not among --generators")
+        params[name][param] = yaml.safe_load(value)
+    return params
+
+
+def default_dataset(path: Path, split: str):
+    """The embedded synthetic VOC set under ``path``, written there first if missing."""
+    from detaccel.data import load_dataset, write_synthetic
+
+    root = path / "VOCdevkit" / "SYNTH"
+    if not (root / "ImageSets" / "Main" / f"{split}.txt").exists():
+        print(f"writing the embedded synthetic dataset to {path}")
+        root = write_synthetic(path, "voc", seed=0, overwrite=True)
+    return load_dataset("voc", root, split, classes="synthetic")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from detaccel.benchmarks.proposals import markdown_table, run_proposal_benchmark
+    from detaccel.cli import CommandError
+    from detaccel.commands._dataset_args import load_from_args
+    from detaccel.proposals import build_generator
+
+    names = [n.strip() for n in args.generators.split(",") if n.strip()]
+    params = parse_settings(args.set or [], names)
+    try:
+        generators = {name: build_generator(name, **params[name]) for name in names}
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    if args.data_root is None:
+        dataset = default_dataset(DEFAULT_DATA, args.split)
+    else:
+        args.root = args.data_root
+        if not Path(args.root).exists():
+            raise CommandError(f"--data-root {args.root}: no such directory")
+        dataset = load_from_args(args, check_images=False)
+    records = list(dataset.records)[: args.max_images] if args.max_images else list(dataset.records)
+    if not records:
+        raise CommandError(f"split {args.split!r} has no images")
+    print(f"{len(records)} images of {dataset.format} split {args.split!r}; generators: {', '.join(names)}")
+    results = run_proposal_benchmark(generators, records, args.out, progress=not args.no_progress)
+    print(markdown_table(results))
+    print(f"written to {args.out}/results.json, results.md and recall.png")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("proposals", help="proposal generators: benchmark speed and recall")
+    commands = parser.add_subparsers(dest="proposals_command", metavar="<subcommand>", required=True)
+    bench = commands.add_parser(
+        "bench",
+        help="time and score proposal generators on a dataset split",
+        description="Time per image, proposals per image, recall@0.5/0.7 and AR@100/300/1000 of each "
+        "generator on the same images; writes results.json, results.md and recall.png.",
+    )
+    bench.add_argument(
+        "--data-root",
+        default=None,
+        help=f"dataset directory (default: the embedded synthetic set, written to {DEFAULT_DATA} if missing)",
+    )
+    bench.add_argument(
+        "--format", choices=("voc", "coco"), default="voc", help="dataset format (default: voc)"
+    )
+    bench.add_argument("--split", default="test", help="split to run on (default: test)")
+    bench.add_argument(
+        "--classes", default="voc", help="VOC class list: voc, synthetic, discover or comma-separated names"
+    )
+    bench.add_argument("--skip-bad", action="store_true", help="skip bad images/objects with a warning")
+    bench.add_argument("--allow-empty", action="store_true", help="VOC: accept images without objects")
+    bench.add_argument(
+        "--generators",
+        default=",".join(DEFAULT_GENERATORS),
+        help=f"comma-separated generator names (default: {','.join(DEFAULT_GENERATORS)})",
+    )
+    bench.add_argument(
+        "--set",
+        action="append",
+        metavar="GEN.PARAM=VALUE",
+        help="generator parameter, e.g. r2cnn.backbone=alexnet or edge_boxes.max_boxes=1000 (repeatable)",
+    )
+    bench.add_argument("--max-images", type=int, default=None, help="use only the first N images")
+    bench.add_argument("--out", type=Path, default=Path("outputs/proposals_bench"), help="output directory")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.set_defaults(func=run_bench)

@@ -1,0 +1,315 @@
+"""R²-CNN proposals: regions read off the detector's own convolutional features.
+
+1. A backbone turns the image into a feature map (or the caller passes the
+   detector's feature map of the image).
+2. ``ops.r2cnn_feature_levels`` integrates the channels into one map and
+   quantises it into ``num_levels`` levels.
+3. ``ops.r2cnn_level_boxes`` boxes each level and its 8-connected groups, in
+   inclusive feature-cell coordinates.
+4. Each cell box is mapped to pixels through the receptive field
+   (:func:`~detaccel.proposals.receptive_field.cell_boxes_to_pixels`), and a
+   local search adds variants of it around the same centre, with width and
+   height scaled by each of ``scale_factors``.
+
+Steps 2-4 run in compiled operators and numpy; they are timed apart from the
+backbone (``Proposals.timings["proposals"]`` and ``["backbone"]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from detaccel.proposals._checks import check_int, check_numbers, check_pairs
+from detaccel.proposals.backbone import default_cut, flatten_layers, torchvision_features, truncate
+from detaccel.proposals.base import GeneratorBase, ImageId, Proposals, RawProposals
+from detaccel.proposals.image import rescale_boxes, resize_image, resize_scale, resized_size, to_bgr8
+from detaccel.proposals.receptive_field import (
+    ReceptiveField,
+    UnsupportedLayerError,
+    cell_boxes_to_pixels,
+    footprint_size,
+    minimum_input_size,
+    receptive_fields,
+)
+
+DEFAULT_SCALE_FACTORS = ((0.8, 0.8), (0.8, 1.5), (1.5, 0.8), (1.5, 1.5))
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def local_search(
+    boxes: Any, scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS
+) -> np.ndarray:
+    """Each inclusive box followed by its variants, float64 ``[M * (1 + F), 4]``.
+
+    The variant for ``(fw, fh)`` keeps the box's centre ``((x1 + x2) / 2,
+    (y1 + y2) / 2)`` and has width ``fw * (x2 - x1 + 1)`` and height
+    ``fh * (y2 - y1 + 1)`` pixels. Nothing is clipped here.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+    size = boxes[:, 2:] - boxes[:, :2] + 1.0
+    out = [boxes]
+    for fw, fh in scale_factors:
+        half = (size * np.array([fw, fh]) - 1.0) / 2.0
+        out.append(np.concatenate([centre - half, centre + half], axis=1))
+    return np.stack(out, axis=1).reshape(-1, 4)
+
+
+def r2cnn_ops() -> Any:
+    """``detaccel.ops`` when it provides the R²-CNN operators; a clear error otherwise."""
+    try:
+        from detaccel import ops
+    except Exception as error:
+        raise RuntimeError(
+            f"R²-CNN needs the compiled operators, but detaccel.ops failed to load: {error}"
+        ) from error
+    missing = [n for n in ("r2cnn_feature_levels", "r2cnn_level_boxes") if not hasattr(ops, n)]
+    if missing:
+        raise RuntimeError(
+            f"R²-CNN needs detaccel.ops.{' and '.join(missing)}, missing from this build "
+            "(rebuild the extension)"
+        )
+    return ops
+
+
+def _as_field(value: Any) -> tuple[ReceptiveField, ReceptiveField]:
+    if isinstance(value, ReceptiveField):
+        return value, value
+    try:
+        if len(value) == 2 and all(isinstance(v, ReceptiveField) for v in value):
+            return value[0], value[1]
+        stride, offset, extent = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "receptive_field: expected a ReceptiveField, an (x, y) pair of them or (stride, offset, extent), "
+            f"got {value!r}"
+        ) from None
+    if stride <= 0 or extent <= 0:
+        raise ValueError(f"receptive_field: stride and extent must be positive, got {value!r}")
+    field = ReceptiveField(stride, offset, extent)
+    return field, field
+
+
+class R2CNN(GeneratorBase):
+    """R²-CNN proposal generator (see the module docstring); no scores.
+
+    Output order: the operators' order of cell boxes (per level: the level's
+    box, then its groups, largest first), each box followed by its local-search
+    variants in the order of ``scale_factors``.
+
+    Args:
+        backbone: a torchvision name from
+            :data:`~detaccel.proposals.backbone.SEQUENTIAL_FEATURE_MODELS`
+            (its ``features``), an ``nn.Module`` (``nn.Sequential``-like to be
+            cut or to have its receptive field computed), or ``None`` when the
+            caller always passes ``features``.
+        layer: cut the backbone after this layer (top-level index or qualified
+            name); default: a named backbone is cut before its last max-pooling
+            (VGG16: conv5_3, stride 16), a module is used whole.
+        weights: torchvision weights name for a named backbone (``None``: random).
+        receptive_field: geometry of the feature map; computed from the
+            backbone when omitted (required without one). A
+            :class:`ReceptiveField`, an ``(x, y)`` pair, or ``(stride, offset, extent)``.
+        num_levels: levels of the integrated map.
+        max_boxes_per_level: cell boxes per level, at most.
+        scale_factors: ``(width, height)`` factors of the local search.
+        footprint: pixels per cell when mapping cell boxes: ``"stride"``,
+            ``"extent"`` or a number (see ``cell_boxes_to_pixels``).
+        short_side, max_side: resize the image for the backbone (shorter side
+            to ``short_side``, longer side at most ``max_side``; ``None``:
+            native size). Features passed by the caller must come from the
+            image resized by the same rule.
+        pixel_mean, pixel_std: RGB normalisation of ``[0, 1]`` pixels.
+        device: where the backbone and the level operator run.
+    """
+
+    name = "r2cnn"
+
+    def __init__(
+        self,
+        *,
+        backbone: str | nn.Module | None = "vgg16",
+        layer: int | str | None = None,
+        weights: str | None = None,
+        receptive_field: Any | None = None,
+        num_levels: int = 10,
+        max_boxes_per_level: int = 100,
+        scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS,
+        footprint: str | float = "stride",
+        short_side: int | None = None,
+        max_side: int | None = None,
+        pixel_mean: Sequence[float] = IMAGENET_MEAN,
+        pixel_std: Sequence[float] = IMAGENET_STD,
+        device: str | torch.device = "cpu",
+        max_proposals: int | None = None,
+        min_size: float = 1.0,
+    ) -> None:
+        super().__init__(max_proposals=max_proposals, min_size=min_size)
+        self.backbone = backbone
+        self.layer = layer
+        self.weights = weights
+        self.num_levels = check_int("num_levels", num_levels, minimum=1)
+        self.max_boxes_per_level = check_int("max_boxes_per_level", max_boxes_per_level, minimum=1)
+        self.scale_factors = check_pairs("scale_factors", scale_factors)
+        self.short_side = check_int("short_side", short_side, minimum=1, allow_none=True)
+        self.max_side = check_int("max_side", max_side, minimum=1, allow_none=True)
+        self.pixel_mean = check_numbers("pixel_mean", pixel_mean, positive=False)
+        self.pixel_std = check_numbers("pixel_std", pixel_std)
+        if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3:
+            raise ValueError("pixel_mean and pixel_std: expected three values (R, G, B)")
+        self.device = torch.device(device)
+        self.footprint = footprint
+        self.receptive_field = receptive_field
+
+        self.network = self._build_network()
+        if receptive_field is not None:
+            self.field = _as_field(receptive_field)
+        elif self.network is None:
+            raise ValueError("receptive_field: required when there is no backbone")
+        else:
+            try:
+                self.field = receptive_fields(self.network)
+            except UnsupportedLayerError as error:
+                raise ValueError(f"{error}; pass receptive_field=(stride, offset, extent)") from error
+        for field in self.field:
+            footprint_size(field, footprint)
+        # Smallest input the network accepts; smaller images are zero-padded (after normalisation).
+        self.min_input_size: tuple[int, int] | None = None
+        if self.network is not None:
+            with contextlib.suppress(UnsupportedLayerError):
+                self.min_input_size = minimum_input_size(self.network)
+        self._mean = torch.tensor(self.pixel_mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.pixel_std, device=self.device).view(1, 3, 1, 1)
+
+    def _build_network(self) -> nn.Module | None:
+        if self.backbone is None:
+            if self.layer is not None:
+                raise ValueError("layer: given without a backbone")
+            return None
+        if isinstance(self.backbone, str):
+            features = torchvision_features(self.backbone, self.weights)
+            network = truncate(features, default_cut(features) if self.layer is None else self.layer)
+        elif isinstance(self.backbone, nn.Module):
+            if self.weights is not None:
+                raise ValueError(
+                    "weights: only for a named torchvision backbone; load a module's weights yourself"
+                )
+            network = self.backbone if self.layer is None else truncate(self.backbone, self.layer)
+        else:
+            raise TypeError(
+                f"backbone: expected a name, an nn.Module or None, got {type(self.backbone).__name__}"
+            )
+        if not flatten_layers(network):
+            raise ValueError("backbone: the cut network has no layers")
+        return network.to(self.device).eval().requires_grad_(False)
+
+    # -- stages ---------------------------------------------------------------
+
+    def _scale(self, height: int, width: int) -> float:
+        return resize_scale(height, width, self.short_side, self.max_side, upscale=True)
+
+    def _input_factors(self, height: int, width: int) -> tuple[float, float]:
+        new_height, new_width = resized_size(height, width, self._scale(height, width))
+        return new_width / width, new_height / height
+
+    def _run_backbone(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Features ``[N, C, h, w]`` of same-sized BGR images, resized by this generator's rule."""
+        if self.network is None:
+            raise ValueError("r2cnn without a backbone needs the image's features")
+        height, width = images[0].shape[:2]
+        scale = self._scale(height, width)
+        resized = [resize_image(image, scale)[0] for image in images]
+        batch = torch.from_numpy(np.stack(resized)[..., ::-1].copy()).to(self.device)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0).sub_(self._mean).div_(self._std)
+        if self.min_input_size is not None:
+            pad_h = max(0, self.min_input_size[0] - batch.shape[2])
+            pad_w = max(0, self.min_input_size[1] - batch.shape[3])
+            if pad_h or pad_w:
+                batch = nn.functional.pad(batch, (0, pad_w, 0, pad_h))
+        with torch.inference_mode():
+            features = self.network(batch)
+        self._sync()
+        return features
+
+    def _timed_boxes(
+        self, images: Sequence[np.ndarray], features: torch.Tensor | None
+    ) -> tuple[list[np.ndarray], dict[str, float]]:
+        """Pixel boxes of each (same-sized) image and the batch's stage timings."""
+        height, width = images[0].shape[:2]
+        backbone_seconds = 0.0
+        if features is None:
+            start = time.perf_counter()
+            features = self._run_backbone(images)
+            backbone_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        factors = self._input_factors(height, width)
+        boxes = [rescale_boxes(b, factors) for b in self.boxes_from_features(features)]
+        proposal_seconds = time.perf_counter() - start
+        return boxes, {"backbone": backbone_seconds, "proposals": proposal_seconds}
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def boxes_from_features(self, features: torch.Tensor) -> list[np.ndarray]:
+        """Levels, cell boxes and local search: pixel boxes of the network input, per image."""
+        ops = r2cnn_ops()
+        with torch.inference_mode():
+            _, levels = ops.r2cnn_feature_levels(features, self.num_levels)
+            cell_boxes = ops.r2cnn_level_boxes(levels, self.num_levels, self.max_boxes_per_level)
+        return [
+            local_search(cell_boxes_to_pixels(boxes, self.field, self.footprint), self.scale_factors)
+            for boxes in cell_boxes
+        ]
+
+    def _as_features(self, features: Any) -> torch.Tensor:
+        if not isinstance(features, torch.Tensor):
+            features = torch.as_tensor(np.asarray(features))
+        if features.dim() == 3:
+            features = features.unsqueeze(0)
+        if features.dim() != 4 or features.shape[0] != 1:
+            raise ValueError(
+                f"features: expected [C, H, W] or [1, C, H, W] for one image, got {tuple(features.shape)}"
+            )
+        return features if features.is_floating_point() else features.float()
+
+    # -- generator interface ---------------------------------------------------
+
+    def _propose(self, image: np.ndarray, features: Any | None, image_id: ImageId | None) -> RawProposals:
+        feature_map = None if features is None else self._as_features(features)
+        boxes, timings = self._timed_boxes([image], feature_map)
+        return RawProposals(boxes[0], None, timings)
+
+    def generate_batch(
+        self,
+        images: Sequence[np.ndarray],
+        features: Any | None = None,
+        *,
+        image_ids: Sequence[ImageId] | None = None,
+    ) -> list[Proposals]:
+        """As :meth:`GeneratorBase.generate_batch`, with one backbone pass and one operator call.
+
+        Batching applies when all images have the same size and ``features``
+        is ``None`` or one ``[N, C, H, W]`` tensor; stage timings are then the
+        batch's divided by ``N``. Otherwise images are processed one by one.
+        """
+        bgr = [to_bgr8(image) for image in images]
+        batched_features = features is None or (isinstance(features, torch.Tensor) and features.dim() == 4)
+        if len(bgr) < 2 or len({image.shape for image in bgr}) != 1 or not batched_features:
+            return super().generate_batch(bgr, features, image_ids=image_ids)
+        if features is not None and features.shape[0] != len(bgr):
+            raise ValueError(f"{len(bgr)} images but {features.shape[0]} feature maps")
+        if image_ids is not None and len(image_ids) != len(bgr):
+            raise ValueError(f"{len(bgr)} images but {len(image_ids)} image ids")
+        boxes, timings = self._timed_boxes(bgr, features)
+        timings = {stage: seconds / len(bgr) for stage, seconds in timings.items()}
+        size = bgr[0].shape[:2]
+        return [self._finish(RawProposals(b, None, dict(timings)), size, 0.0) for b in boxes]

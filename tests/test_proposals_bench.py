@@ -1,0 +1,93 @@
+import json
+
+import pytest
+
+from detaccel.cli import main
+from detaccel.data import write_synthetic
+
+FIGURES = (
+    "time_median_s",
+    "time_p90_s",
+    "own_time_median_s",
+    "proposals_per_image",
+    "recall@0.50",
+    "recall@0.70",
+    "AR@100",
+    "AR@300",
+    "AR@1000",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_voc(tmp_path_factory):
+    return write_synthetic(
+        tmp_path_factory.mktemp("synth"), "voc", seed=3, num_images=12, width=160, height=120
+    )
+
+
+def test_bench_writes_figures_table_and_plot(tiny_voc, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(
+        [
+            "proposals",
+            "bench",
+            "--data-root",
+            str(tiny_voc),
+            "--classes",
+            "synthetic",
+            "--split",
+            "test",
+            "--generators",
+            "sliding_window,selective_search,r2cnn",
+            "--set",
+            "r2cnn.backbone=alexnet",
+            "--set",
+            "sliding_window.scales=[32, 64]",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["sliding_window", "selective_search", "r2cnn"]
+    for figures in results.values():
+        for key in FIGURES:
+            assert figures[key] >= 0
+        assert 0 <= figures["recall@0.70"] <= figures["recall@0.50"] <= 1
+    assert results["r2cnn"]["backbone_time_median_s"] > 0
+    assert results["r2cnn"]["own_time_median_s"] < results["r2cnn"]["time_median_s"]
+    assert results["sliding_window"]["backbone_time_median_s"] is None
+    table = (out / "results.md").read_text()
+    assert all(f"| {name} |" in table for name in results)
+    assert (out / "recall.png").stat().st_size > 1000
+    assert "own-time speed-up" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--generators", "no_such"], "unknown proposal generator 'no_such'"),
+        (["--generators", "sliding_window", "--set", "edge_boxes.max_boxes=3"], "not among --generators"),
+        (["--generators", "sliding_window", "--set", "sliding_window.bogus=1"], "bogus"),
+        (["--generators", "sliding_window", "--set", "oops"], "expected GENERATOR.PARAM=VALUE"),
+    ],
+)
+def test_bench_rejects_bad_options(tiny_voc, tmp_path, capsys, extra, message):
+    args = [
+        "proposals",
+        "bench",
+        "--data-root",
+        str(tiny_voc),
+        "--classes",
+        "synthetic",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args + extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_reports_missing_data_root(tmp_path, capsys):
+    assert main(["proposals", "bench", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "no such directory" in capsys.readouterr().err
