@@ -169,8 +169,13 @@ def test_compiled_operators_end_to_end():
 
 
 @needs_ops
+def test_default_is_alexnet_pool1():
+    generator = build_generator("r2cnn")
+    assert generator.field[0].stride == 8 and generator.field[0].extent == 19
+
+
 def test_compiled_operators_with_vgg16_and_tiny_images():
-    generator = build_generator("r2cnn", max_proposals=50)
+    generator = build_generator("r2cnn", backbone="vgg16", max_proposals=50)
     assert generator.field == (VGG, VGG)
     for shape in [(48, 64, 3), (10, 12), (1, 1, 4)]:
         image = np.zeros(shape, np.uint8)

@@ -40,6 +40,8 @@ from detaccel.proposals.receptive_field import (
 )
 
 DEFAULT_SCALE_FACTORS = ((0.8, 0.8), (0.8, 1.5), (1.5, 0.8), (1.5, 1.5))
+# Default cut of a named backbone when none is given (others: before the last max-pooling).
+DEFAULT_LAYERS = {"alexnet": 2}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -112,8 +114,10 @@ class R2CNN(GeneratorBase):
             cut or to have its receptive field computed), or ``None`` when the
             caller always passes ``features``.
         layer: cut the backbone after this layer (top-level index or qualified
-            name); default: a named backbone is cut before its last max-pooling
-            (VGG16: conv5_3, stride 16), a module is used whole.
+            name); ``None``: AlexNet is cut after pool1 (stride 8, the layer of
+            the original R²-CNN, and the default backbone), another named
+            backbone before its last max-pooling (VGG16: conv5_3, stride 16),
+            a module is used whole.
         weights: torchvision weights name for a named backbone (``None``: random).
         receptive_field: geometry of the feature map; computed from the
             backbone when omitted (required without one). A
@@ -136,7 +140,7 @@ class R2CNN(GeneratorBase):
     def __init__(
         self,
         *,
-        backbone: str | nn.Module | None = "vgg16",
+        backbone: str | nn.Module | None = "alexnet",
         layer: int | str | None = None,
         weights: str | None = None,
         receptive_field: Any | None = None,
@@ -196,7 +200,8 @@ class R2CNN(GeneratorBase):
             return None
         if isinstance(self.backbone, str):
             features = torchvision_features(self.backbone, self.weights)
-            network = truncate(features, default_cut(features) if self.layer is None else self.layer)
+            layer = self.layer if self.layer is not None else DEFAULT_LAYERS.get(self.backbone)
+            network = truncate(features, default_cut(features) if layer is None else layer)
         elif isinstance(self.backbone, nn.Module):
             if self.weights is not None:
                 raise ValueError(
