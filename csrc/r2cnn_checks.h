@@ -16,6 +16,21 @@ inline void check_r2cnn_features(const at::Tensor& features, int64_t num_levels)
               num_levels);
 }
 
+// The map (contiguous; float32 unless float64) and zeroed integrated map [N, H, W] and
+// levels [N, H, W] int32 that both backends start from.
+struct R2cnnBuffers {
+  at::Tensor features;
+  at::Tensor integrated;
+  at::Tensor levels;
+};
+
+inline R2cnnBuffers make_r2cnn_buffers(const at::Tensor& features) {
+  const at::Tensor x =
+      features.scalar_type() == at::kDouble ? features.contiguous() : features.contiguous().to(at::kFloat);
+  const int64_t n = features.size(0), h = features.size(2), w = features.size(3);
+  return {x, at::zeros({n, h, w}, x.options()), at::zeros({n, h, w}, x.options().dtype(at::kInt))};
+}
+
 // Level of an integrated value: floor(L * value / (max + eps)), clamped to [0, L - 1].
 template <typename T>
 #if defined(__CUDACC__)

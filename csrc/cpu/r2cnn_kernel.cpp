@@ -38,9 +38,7 @@ std::tuple<at::Tensor, at::Tensor> r2cnn_feature_levels_cpu(const at::Tensor& fe
   TORCH_CHECK(features.device().is_cpu(), "features: expected a CPU tensor");
   const int64_t n = features.size(0), c = features.size(1), h = features.size(2), w = features.size(3);
   const int64_t cells = h * w;
-  const at::Tensor x = features.scalar_type() == at::kDouble ? features.contiguous() : features.contiguous().to(at::kFloat);
-  at::Tensor integrated = at::zeros({n, h, w}, x.options());
-  at::Tensor levels = at::zeros({n, h, w}, x.options().dtype(at::kInt));
+  auto [x, integrated, levels] = make_r2cnn_buffers(features);
   if (integrated.numel() == 0) {
     return {integrated, levels};
   }
