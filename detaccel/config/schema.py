@@ -1,0 +1,150 @@
+"""The configuration schema shared by every detector family.
+
+A configuration is a tree of dataclasses, one per YAML section:
+``model``, ``backbone``, ``roi_features``, ``head``, ``proposals``, ``data``,
+``train`` and ``eval``. Every field has a default, so a YAML file names only
+what differs from them (see ``configs/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILIES = ("rcnn", "sppnet", "fast_rcnn")
+BACKBONES = ("small", "vgg16", "resnet18", "resnet50", "mobilenet_v2")
+ROI_FEATURES = ("warp", "spp", "roi_pool")
+CLASSIFIERS = ("softmax", "svm")
+# The RoI features each family uses unless the config says otherwise.
+FAMILY_ROI_FEATURES = {"rcnn": "warp", "sppnet": "spp", "fast_rcnn": "roi_pool"}
+
+
+@dataclass
+class ModelConfig:
+    """Which detector: ``family`` picks the RoI features and the training sampler."""
+
+    family: str = "fast_rcnn"
+    classifier: str = "softmax"  # "svm": per-class linear SVMs on fc7 (R-CNN)
+    # Box regression targets are multiplied by these (1 / the stds of Fast R-CNN's normalisation).
+    box_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+
+
+@dataclass
+class BackboneConfig:
+    """The convolutional layers; torchvision models are cut at stride 16."""
+
+    name: str = "small"
+    weights: str | None = None  # a state dict file (e.g. ImageNet weights); None: random init
+    width: int = 64  # "small": channels of the first stage (doubled once)
+    stride: int = 8  # "small": 8 or 16
+    freeze_first_layers: int = 0  # torchvision backbones: leading modules kept frozen
+
+
+@dataclass
+class RoIFeaturesConfig:
+    """How each region becomes a fixed-length vector."""
+
+    type: str | None = None  # warp | spp | roi_pool; None: the family's own
+    output_size: int = 7  # roi_pool grid, and the grid warped regions are pooled to
+    spp_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
+    warp_size: int = 64  # R-CNN: side in pixels of each warped region
+    context_padding: int = 8  # R-CNN: context pixels around the box in the warped region
+    warp_batch_size: int = 256  # R-CNN: regions per CNN pass
+
+
+@dataclass
+class HeadConfig:
+    """fc6 and fc7, and which of them are truncated-SVD factorised (with their ranks)."""
+
+    fc_dims: list[int] = field(default_factory=lambda: [512, 512])
+    dropout: float = 0.5
+    svd_ranks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ProposalsConfig:
+    """A generator of :mod:`detaccel.proposals` and its parameters; results are cached per split."""
+
+    name: str = "selective_search"
+    params: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None  # None: <output dir>/proposals
+    max_train: int = 2000
+    max_test: int = 2000
+
+
+@dataclass
+class DataConfig:
+    """The dataset, its splits, and the image sizes."""
+
+    format: str = "voc"
+    root: str = ""
+    classes: list[str] | str = "voc"
+    train_split: str = "trainval"
+    test_split: str = "test"
+    synthetic: bool = False  # write the embedded synthetic set under root's output dir when missing
+    synthetic_images: int = 300
+    skip_bad: bool = False
+    allow_empty: bool = False
+    train_scales: list[int] = field(default_factory=lambda: [600])
+    test_scale: int = 600
+    max_size: int = 1000
+    flip: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Sampling and optimisation (Fast R-CNN's recipe by default)."""
+
+    images_per_batch: int = 2
+    rois_per_image: int = 64  # image-centric families
+    regions_per_batch: int = 128  # R-CNN: region-centric mini-batch
+    fg_fraction: float = 0.25
+    fg_iou: float = 0.5
+    bg_iou_low: float = 0.1
+    bg_iou_high: float = 0.5
+    base_lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    max_iter: int = 40000
+    steps: list[int] = field(default_factory=lambda: [30000])
+    gamma: float = 0.1
+    warmup_iters: int = 0
+    box_loss_weight: float = 1.0
+    checkpoint_period: int = 1000
+    log_period: int = 20
+    seed: int = 0
+    eval_after_training: bool = True
+    # R-CNN SVMs (model.classifier: svm)
+    svm_c: float = 0.001
+    svm_neg_iou: float = 0.3
+    svm_hard_negative_rounds: int = 2
+    svm_images: int = 0  # training images used for the SVMs (0: all)
+
+
+@dataclass
+class EvalConfig:
+    """Post-processing and metrics."""
+
+    score_threshold: float = 0.05
+    nms_threshold: float = 0.3
+    max_per_image: int = 100
+    metrics: list[str] = field(default_factory=lambda: ["voc07"])
+
+
+@dataclass
+class Config:
+    """A whole detector configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    roi_features: RoIFeaturesConfig = field(default_factory=RoIFeaturesConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def roi_feature_type(self) -> str:
+        return self.roi_features.type or FAMILY_ROI_FEATURES[self.model.family]

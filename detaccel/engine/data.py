@@ -1,0 +1,253 @@
+"""Datasets and proposals for training and evaluation, and the training batch loaders.
+
+Proposals are computed once per dataset split with the configured generator
+and cached as an ``.npz`` file (:func:`detaccel.evaluation.write_proposals`)
+whose name carries a hash of the generator settings; a later run reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from detaccel.config.schema import Config
+from detaccel.data import (
+    BadInputWarning,
+    DatasetError,
+    DetectionDataset,
+    ImageRecord,
+    load_dataset,
+    read_image,
+    write_synthetic,
+)
+from detaccel.data.samples import DetectionSamples, collate_samples
+from detaccel.data.transforms import Resize, TrainTransform
+from detaccel.engine.distributed import DistInfo, barrier, batch_indices, epoch_shard
+from detaccel.evaluation import read_proposals, write_proposals
+
+
+class DataSetupError(ValueError):
+    """A dataset or proposals problem reported to the user."""
+
+
+def load_split(config: Config, split: str, info: DistInfo | None = None) -> DetectionDataset:
+    """Load ``split`` of the configured dataset (writing the synthetic set first when asked and missing)."""
+    data = config.data
+    root = Path(data.root)
+    if data.synthetic and not (root / "synthetic.json").is_file():
+        if info is None or info.is_main:
+            write_synthetic(root, "voc", num_images=data.synthetic_images)
+        if info is not None:
+            barrier(info)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadInputWarning)
+        try:
+            dataset = load_dataset(
+                data.format,
+                root,
+                split,
+                classes=data.classes,
+                skip_bad=data.skip_bad,
+                allow_empty=data.allow_empty,
+            )
+        except (DatasetError, ValueError) as error:
+            hint = ""
+            if "unknown class" in str(error):
+                hint = " (add the class to data.classes, or set data.skip_bad: true to skip such objects)"
+            raise DataSetupError(f"{error}{hint}") from None
+    for issue in dataset.issues:
+        print(f"detaccel: warning: {issue}", file=sys.stderr)
+    if len(dataset) == 0:
+        raise DataSetupError(f"split {split!r} of {root} has no images")
+    return dataset
+
+
+def _cache_path(config: Config, dataset: DetectionDataset, cache_dir: Path) -> Path:
+    key = json.dumps(
+        {
+            "generator": config.proposals.name,
+            "params": config.proposals.params,
+            "root": str(Path(dataset.root).resolve()),
+            "split": dataset.split,
+            "images": [str(r.image_id) for r in dataset.records],
+        },
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return cache_dir / f"{config.proposals.name}-{dataset.split}-{digest}.npz"
+
+
+def compute_proposals(config: Config, records: Sequence[ImageRecord], progress: bool = True) -> list[Any]:
+    """Run the configured generator on every record's image: ``[(boxes, scores or None), ...]``."""
+    from detaccel.proposals import build_generator
+
+    try:
+        generator = build_generator(config.proposals.name, **config.proposals.params)
+    except (TypeError, ValueError) as error:
+        raise DataSetupError(f"proposals: {error}") from None
+    out = []
+    for record in tqdm(
+        records, desc=f"proposals ({config.proposals.name})", disable=not progress, leave=False
+    ):
+        bgr = np.ascontiguousarray(read_image(record.file_path)[:, :, ::-1])
+        try:
+            result = generator.generate(bgr, image_id=record.image_id)
+        except LookupError as error:
+            raise DataSetupError(f"proposals: {error}") from None
+        out.append((result.boxes, result.scores))
+    have_scores = {scores is not None for _, scores in out}
+    if len(have_scores) > 1:
+        out = [(boxes, None) for boxes, _ in out]
+    return out
+
+
+def with_proposals(
+    config: Config, dataset: DetectionDataset, cache_dir: Path, info: DistInfo | None = None
+) -> list[ImageRecord]:
+    """The dataset's records carrying proposals, computed once and cached under ``cache_dir``."""
+    path = _cache_path(config, dataset, cache_dir)
+    main = info is None or info.is_main
+    if not path.is_file() and main:
+        start = time.perf_counter()
+        proposals = compute_proposals(config, dataset.records, progress=True)
+        write_proposals(path, dataset.records, proposals)
+        seconds = time.perf_counter() - start
+        print(
+            f"proposals: {config.proposals.name} on {len(dataset)} images of {dataset.split!r} "
+            f"in {seconds:.1f} s ({seconds / len(dataset):.3f} s/image) -> {path}",
+            file=sys.stderr,
+        )
+    if info is not None:
+        barrier(info)
+    try:
+        entries = read_proposals(path, dataset.records)
+    except DatasetError as error:
+        raise DataSetupError(f"cached proposals: {error} (delete the file to recompute)") from None
+    empty = (np.zeros((0, 4), np.float32), None)
+    out = []
+    for record in dataset.records:
+        boxes, scores = entries.get(record.image_id, empty)
+        out.append(record.with_proposals(boxes, scores))
+    return out
+
+
+def train_transform(config: Config) -> TrainTransform:
+    return TrainTransform(
+        Resize(tuple(config.data.train_scales), config.data.max_size),
+        flip_probability=0.5 if config.data.flip else 0.0,
+    )
+
+
+class _EpochSamples(torch.utils.data.Dataset):
+    """``DetectionSamples`` indexed by ``(epoch, index)`` so that workers apply the right epoch."""
+
+    def __init__(self, samples: DetectionSamples) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        self.samples.set_epoch(epoch)
+        return self.samples[index]
+
+
+class _IterationBatches(torch.utils.data.Sampler):
+    def __init__(self, start: int, stop: int, batch_size: int, num_items: int, info: DistInfo, seed: int):
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+        self.num_items, self.info, self.seed = num_items, info, seed
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for iteration in range(self.start, self.stop):
+            yield batch_indices(
+                iteration, self.batch_size, self.num_items, self.info.rank, self.info.world_size, self.seed
+            )
+
+
+def image_batches(
+    config: Config, records: Sequence[ImageRecord], start: int, info: DistInfo, size_divisibility: int
+) -> Iterator[dict[str, Any]]:
+    """Image-centric batches from iteration ``start`` to ``train.max_iter``.
+
+    Each rank reads its own shard of every epoch (see :func:`batch_indices`).
+    """
+    samples = _EpochSamples(DetectionSamples(records, train_transform(config), seed=config.train.seed))
+    sampler = _IterationBatches(
+        start, config.train.max_iter, config.train.images_per_batch, len(records), info, config.train.seed
+    )
+    loader = torch.utils.data.DataLoader(
+        samples,
+        batch_sampler=sampler,
+        num_workers=config.data.num_workers,
+        collate_fn=lambda items: collate_samples(items, size_divisibility),
+        generator=torch.Generator().manual_seed(config.train.seed),
+        persistent_workers=False,
+    )
+    return iter(loader)
+
+
+class RegionPool:
+    """R-CNN's region-centric sampling: windows (proposals and ground truth) of this rank's images,
+    split into foreground and background by IoU, drawn uniformly across images each iteration."""
+
+    def __init__(self, config: Config, records: Sequence[ImageRecord], info: DistInfo) -> None:
+        from detaccel.models.sampling import pixel_iou
+
+        train = config.train
+        self.records = list(records)
+        self.config = config
+        self.shard = sorted(epoch_shard(len(records), 0, info.rank, info.world_size, train.seed).tolist())
+        fg, bg = [], []
+        for index in self.shard:
+            record = self.records[index]
+            proposals = record.proposals if record.proposals is not None else np.zeros((0, 4), np.float32)
+            boxes = torch.from_numpy(np.concatenate((record.boxes, proposals[: config.proposals.max_train])))
+            gt = torch.from_numpy(record.boxes.copy())
+            iou = pixel_iou(boxes, gt).max(dim=1).values if len(gt) else torch.zeros(len(boxes))
+            for window in torch.nonzero(iou >= train.fg_iou).flatten().tolist():
+                fg.append((index, window))
+            for window in torch.nonzero(iou < train.bg_iou_high).flatten().tolist():
+                bg.append((index, window))
+        if not fg and not bg:
+            raise DataSetupError(
+                "no training regions: the training images have neither objects nor proposals"
+            )
+        self.fg, self.bg = fg, bg
+        self.num_fg = min(round(train.fg_fraction * train.regions_per_batch), len(fg)) if fg else 0
+        self.num_bg = train.regions_per_batch - self.num_fg
+        self.transform = train_transform(config)
+        self.info = info
+
+    def batch(self, iteration: int, size_divisibility: int) -> dict[str, Any]:
+        """The batch of ``iteration``: images holding the drawn windows, and each window's image and index."""
+        rng = np.random.default_rng([self.config.train.seed, iteration, self.info.rank, 7])
+        drawn = []
+        if self.num_fg:
+            drawn += [self.fg[i] for i in rng.integers(len(self.fg), size=self.num_fg)]
+        if self.bg:
+            drawn += [self.bg[i] for i in rng.integers(len(self.bg), size=self.num_bg)]
+        images = sorted({index for index, _ in drawn})
+        samples = DetectionSamples(
+            [self.records[i] for i in images], self.transform, seed=self.config.train.seed
+        )
+        samples.set_epoch(iteration)
+        loaded = [samples[i] for i in range(len(images))]
+        batch = collate_samples(loaded, size_divisibility)
+        slot = {index: i for i, index in enumerate(images)}
+        batch["windows"] = [(slot[index], window) for index, window in drawn]
+        return batch

@@ -1,0 +1,345 @@
+"""The training loop shared by the three families, with checkpoints, resume, logging and DDP."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from detaccel.config.loader import config_to_dict
+from detaccel.config.schema import Config
+from detaccel.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from detaccel.engine.data import RegionPool, image_batches, load_split, with_proposals
+from detaccel.engine.distributed import DistInfo, all_gather_objects, barrier
+from detaccel.engine.logging import MetricsWriter, plot_loss_curve
+from detaccel.models.detector import RegionDetector, build_detector
+from detaccel.models.losses import detection_loss
+from detaccel.models.sampling import assign_targets, sample_rois
+
+LAST_CHECKPOINT = "last_checkpoint.pth"
+FINAL_MODEL = "model_final.pth"
+ARCHITECTURE_SECTIONS = ("model", "backbone", "roi_features", "head")
+
+
+def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum; no weight decay on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    train = config.train
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=train.base_lr,
+        momentum=train.momentum,
+    )
+
+
+def build_scheduler(config: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then step decay by ``gamma`` at each of ``steps``."""
+    train = config.train
+    steps, gamma, warmup = tuple(train.steps), train.gamma, train.warmup_iters
+
+    def factor(iteration: int) -> float:
+        value = gamma ** sum(iteration >= s for s in steps)
+        if warmup and iteration < warmup:
+            value *= 0.1 + 0.9 * iteration / warmup
+        return value
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def checkpoint_payload(
+    config: Config,
+    class_names: tuple[str, ...] | list[str],
+    model: nn.Module,
+    iteration: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    rng: list[Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "config": config_to_dict(config),
+        "class_names": list(class_names),
+        "model": model.state_dict(),
+        "iteration": int(iteration),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng,
+    }
+
+
+def check_same_architecture(saved: dict[str, Any], config: Config, source: str) -> None:
+    current = config_to_dict(config)
+    differing = [
+        f"{section}.{key}"
+        for section in ARCHITECTURE_SECTIONS
+        for key in current[section]
+        if key != "weights" and saved.get(section, {}).get(key) != current[section][key]
+    ]
+    if differing:
+        raise CheckpointError(
+            f"{source} was written for another architecture (differs in {', '.join(differing)})"
+        )
+
+
+def _non_crowd(boxes: torch.Tensor, labels: torch.Tensor, crowd: torch.Tensor | None):
+    if crowd is None or not bool(crowd.any()):
+        return boxes, labels
+    keep = ~crowd
+    return boxes[keep], labels[keep]
+
+
+class Trainer:
+    """Trains one detector as a configuration describes, writing everything under ``out_dir``."""
+
+    def __init__(
+        self,
+        config: Config,
+        out_dir: str | Path,
+        info: DistInfo,
+        resume: str | Path | bool | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config, self.out_dir, self.info, self.progress = config, Path(out_dir), info, progress
+        self.resume = resume
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- setup ----------------------------------------------------------------
+
+    def _seed(self) -> None:
+        seed = self.config.train.seed * 1000 + self.info.rank
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+
+    def _resume_path(self) -> Path | None:
+        if not self.resume:
+            return None
+        if self.resume is True:
+            path = self.out_dir / LAST_CHECKPOINT
+            if not path.is_file():
+                raise CheckpointError(f"--resume: no checkpoint to resume from in {self.out_dir}")
+            return path
+        return Path(self.resume)
+
+    def cache_dir(self) -> Path:
+        return (
+            Path(self.config.proposals.cache_dir)
+            if self.config.proposals.cache_dir
+            else self.out_dir / "proposals"
+        )
+
+    # -- one iteration ----------------------------------------------------------
+
+    def _image_centric_step(self, batch: dict[str, Any], iteration: int):
+        config, train = self.config, self.config.train
+        generator = torch.Generator().manual_seed(hash((train.seed, iteration, self.info.rank)) & 0x7FFFFFFF)
+        rois, labels, targets = [], [], []
+        for i, gt in enumerate(batch["boxes"]):
+            gt, gt_labels = _non_crowd(gt, batch["labels"][i], batch["crowd"][i])
+            proposals = batch.get("proposals", [None] * len(batch["boxes"]))[i]
+            if proposals is None:
+                proposals = torch.zeros((0, 4))
+            proposals = proposals[: config.proposals.max_train]
+            sampled = sample_rois(
+                proposals,
+                gt,
+                gt_labels,
+                num_samples=train.rois_per_image,
+                fg_fraction=train.fg_fraction,
+                fg_iou=train.fg_iou,
+                bg_iou_low=train.bg_iou_low,
+                bg_iou_high=train.bg_iou_high,
+                weights=tuple(config.model.box_weights),
+                generator=generator,
+            )
+            if len(sampled) == 0:  # no objects and no proposals: the whole image as background
+                height, width = batch["image_sizes"][i]
+                sampled.boxes = torch.tensor([[0.0, 0.0, width - 1.0, height - 1.0]])
+                sampled.labels = torch.zeros(1, dtype=torch.long)
+                sampled.targets = torch.zeros((1, 4))
+            rois.append(torch.cat((sampled.boxes.new_full((len(sampled), 1), i), sampled.boxes), dim=1))
+            labels.append(sampled.labels)
+            targets.append(sampled.targets)
+        return torch.cat(rois), torch.cat(labels), torch.cat(targets)
+
+    def _region_centric_step(self, batch: dict[str, Any]):
+        config = self.config
+        by_slot: dict[int, list[int]] = defaultdict(list)
+        for slot, window in batch["windows"]:
+            by_slot[slot].append(window)
+        rois, labels, targets = [], [], []
+        for slot, windows in by_slot.items():
+            gt, gt_labels = _non_crowd(batch["boxes"][slot], batch["labels"][slot], batch["crowd"][slot])
+            proposals = batch["proposals"][slot]
+            proposals = torch.zeros((0, 4)) if proposals is None else proposals[: config.proposals.max_train]
+            candidates = torch.cat((batch["boxes"][slot], proposals))[torch.tensor(windows)]
+            iou, window_labels, window_targets = assign_targets(
+                candidates, gt, gt_labels, tuple(config.model.box_weights)
+            )
+            window_labels = torch.where(iou >= config.train.fg_iou, window_labels, 0)
+            rois.append(torch.cat((candidates.new_full((len(candidates), 1), slot), candidates), dim=1))
+            labels.append(window_labels)
+            targets.append(window_targets)
+        return torch.cat(rois), torch.cat(labels), torch.cat(targets)
+
+    # -- the loop ---------------------------------------------------------------
+
+    def train(self) -> dict[str, Any]:
+        config, info = self.config, self.info
+        self._seed()
+        dataset = load_split(config, config.data.train_split, info)
+        records = with_proposals(config, dataset, self.cache_dir(), info)
+        model = build_detector(config, len(dataset.class_names)).to(info.device)
+        if model.predictor.svm is not None:
+            model.predictor.svm.requires_grad_(False)  # trained after fine-tuning (engine.svm)
+        optimizer = build_optimizer(config, model)
+        scheduler = build_scheduler(config, optimizer)
+        start = 0
+        resume_path = self._resume_path()
+        if resume_path is not None:
+            checkpoint = load_checkpoint(resume_path)
+            check_same_architecture(checkpoint["config"], config, str(resume_path))
+            if list(checkpoint["class_names"]) != list(dataset.class_names):
+                raise CheckpointError(f"{resume_path}: trained on other classes {checkpoint['class_names']}")
+            load_model_state(model, checkpoint["model"], str(resume_path))
+            if checkpoint.get("optimizer") is not None:
+                optimizer.load_state_dict(checkpoint["optimizer"])
+            if checkpoint.get("scheduler") is not None:
+                scheduler.load_state_dict(checkpoint["scheduler"])
+            rng = checkpoint.get("rng")
+            if rng and len(rng) == info.world_size:
+                set_rng_state(rng[info.rank])
+            start = int(checkpoint["iteration"])
+        train = config.train
+        wrapped: nn.Module = model
+        if info.distributed:
+            wrapped = nn.parallel.DistributedDataParallel(
+                model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+            )
+        writer = (
+            MetricsWriter(self.out_dir / "metrics.jsonl", start if resume_path else None)
+            if info.is_main
+            else None
+        )
+        region_pool = RegionPool(config, records, info) if model.roi_features.per_region else None
+        batches = (
+            None if region_pool else image_batches(config, records, start, info, model.size_divisibility)
+        )
+        model.train()
+        window: dict[str, list[float]] = defaultdict(list)
+        bar = tqdm(
+            total=train.max_iter,
+            initial=start,
+            desc=f"train {config.model.family}",
+            disable=not (self.progress and info.is_main),
+            dynamic_ncols=True,
+        )
+        started = time.perf_counter()
+        for iteration in range(start, train.max_iter):
+            if region_pool is not None:
+                batch = region_pool.batch(iteration, model.size_divisibility)
+                rois, labels, targets = self._region_centric_step(batch)
+            else:
+                batch = next(batches)
+                rois, labels, targets = self._image_centric_step(batch, iteration)
+            images = batch["images"].to(info.device)
+            class_logits, box_deltas = wrapped(images, rois.to(info.device))
+            losses = detection_loss(
+                class_logits,
+                box_deltas,
+                labels.to(info.device),
+                targets.to(info.device),
+                train.box_loss_weight,
+            )
+            loss_value = float(losses["loss"].detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"loss became {loss_value} at iteration {iteration}; lower train.base_lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            scheduler.step()
+            done = iteration + 1
+            for key, value in losses.items():
+                window[key].append(float(value.detach()))
+            window["fg"].append(float((labels > 0).float().mean()))
+            if done % train.log_period == 0 or done == train.max_iter:
+                entry = {k: sum(v) / len(v) for k, v in window.items()}
+                window.clear()
+                entry.update(iteration=done, lr=optimizer.param_groups[0]["lr"])
+                entry["seconds"] = time.perf_counter() - started
+                if writer is not None:
+                    writer.write(entry)
+                bar.set_postfix(
+                    loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2g}", acc=f"{entry['accuracy']:.2f}"
+                )
+            bar.update(1)
+            if done % train.checkpoint_period == 0 or done == train.max_iter:
+                self._save(LAST_CHECKPOINT, config, dataset.class_names, model, done, optimizer, scheduler)
+        bar.close()
+        seconds = time.perf_counter() - started
+        if info.distributed:
+            # Parameters agree after every step; normalisation statistics are per rank: take rank 0's.
+            for buffer in model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        model.eval()
+        if model.predictor.svm is not None:
+            from detaccel.engine.svm import train_svms
+
+            train_svms(model, records, config, info, progress=self.progress)
+        self._save(FINAL_MODEL, config, dataset.class_names, model, train.max_iter, None, None, rng=False)
+        if info.is_main:
+            plot_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss_curve.png")
+            print(
+                f"trained {train.max_iter - start} iterations in {seconds:.1f} s "
+                f"-> {self.out_dir / FINAL_MODEL}",
+                file=sys.stderr,
+            )
+        result: dict[str, Any] = {
+            "train_seconds": seconds,
+            "iterations": train.max_iter - start,
+            "model": model,
+        }
+        if train.eval_after_training:
+            test = load_split(config, config.data.test_split, info)
+            test_records = with_proposals(config, test, self.cache_dir(), info)
+            result["eval"] = evaluate_model_report(
+                model, test, test_records, config, info, self.out_dir, self.progress
+            )
+        return result
+
+    def _save(self, name, config, class_names, model, iteration, optimizer, scheduler, rng=True) -> None:
+        states = all_gather_objects(self.info, rng_state()) if rng else None
+        if self.info.is_main:
+            save_checkpoint(
+                self.out_dir / name,
+                checkpoint_payload(config, class_names, model, iteration, optimizer, scheduler, states),
+            )
+        barrier(self.info)
+
+
+def evaluate_model_report(
+    model: RegionDetector, dataset, records, config, info, out_dir: Path, progress: bool
+):
+    from detaccel.engine.evaluator import evaluate_model
+
+    return evaluate_model(model, dataset, records, config, info, out_dir, progress)

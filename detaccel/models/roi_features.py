@@ -1,0 +1,126 @@
+"""RoI feature extractors: one interface for R-CNN's warped regions, SPPnet's pyramid and Fast R-CNN's pool.
+
+An extractor is called as ``extractor(images, rois, backbone)`` with the
+normalised, padded image batch ``[B, 3, H, W]``, RoIs ``[K, 5]`` rows
+``(batch_index, x1, y1, x2, y2)`` in inclusive pixels of those images, and
+the backbone; it returns one vector per RoI, ``[K, output_dim]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detaccel.config.schema import RoIFeaturesConfig
+from detaccel.ops import roi_pool, spp_output_dim, spp_pool
+
+
+def warp_regions(
+    images: torch.Tensor, rois: torch.Tensor, size: int, context_padding: int = 0
+) -> torch.Tensor:
+    """Crop each RoI with context and warp it to ``size x size`` (R-CNN's region warping).
+
+    The box is enlarged about its centre so that, once warped, it fills the
+    central ``size - 2 * context_padding`` pixels and the rest is the image
+    around it; the crop ignores aspect ratio. Parts outside the image read as
+    0 (the mean, after normalisation). Bilinear sampling; ``[K, C, size, size]``.
+    """
+    if rois.numel() == 0:
+        return images.new_zeros((0, images.shape[1], size, size))
+    _, channels, height, width = images.shape
+    count = rois.shape[0]
+    rois = rois.to(images.dtype)
+    enlarge = size / (size - 2 * context_padding)
+    x1, y1, x2, y2 = rois[:, 1], rois[:, 2], rois[:, 3], rois[:, 4]
+    # Inclusive pixels: the box covers pixel edges [x1, x2 + 1).
+    box_w = (x2 - x1 + 1).clamp(min=1) * enlarge
+    box_h = (y2 - y1 + 1).clamp(min=1) * enlarge
+    centre_x = (x1 + x2 + 1) / 2
+    centre_y = (y1 + y2 + 1) / 2
+    steps = (torch.arange(size, dtype=images.dtype, device=images.device) + 0.5) / size
+    xs = centre_x[:, None] + (steps[None] - 0.5) * box_w[:, None]
+    ys = centre_y[:, None] + (steps[None] - 0.5) * box_h[:, None]
+    grid_x = (2 * xs / width - 1)[:, None, :].expand(count, size, size)
+    grid_y = (2 * ys / height - 1)[:, :, None].expand(count, size, size)
+    grid = torch.stack((grid_x, grid_y), dim=-1)
+    out = images.new_empty((count, channels, size, size))
+    batch_index = rois[:, 0].long()
+    for b in torch.unique(batch_index).tolist():
+        selected = torch.nonzero(batch_index == b).flatten()
+        tiles = grid[selected].reshape(1, len(selected) * size, size, 2)
+        warped = F.grid_sample(
+            images[b : b + 1], tiles, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        out[selected] = warped.view(channels, len(selected), size, size).transpose(0, 1)
+    return out
+
+
+class RoIPoolFeatures(nn.Module):
+    """Fast R-CNN: one conv pass per image, RoI max pooling to ``output_size`` on the last map."""
+
+    per_region = False
+
+    def __init__(self, channels: int, stride: int, output_size: int) -> None:
+        super().__init__()
+        self.output_size, self.spatial_scale = output_size, 1.0 / stride
+        self.output_dim = channels * output_size * output_size
+
+    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        features = backbone(images)
+        return roi_pool(features, rois, self.output_size, self.spatial_scale).flatten(1)
+
+
+class SPPFeatures(nn.Module):
+    """SPPnet: one conv pass per image, spatial pyramid pooling of each RoI on the last map."""
+
+    per_region = False
+
+    def __init__(self, channels: int, stride: int, levels: list[int]) -> None:
+        super().__init__()
+        self.levels, self.spatial_scale = tuple(levels), 1.0 / stride
+        self.output_dim = spp_output_dim(channels, self.levels)
+
+    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        features = backbone(images)
+        return spp_pool(features, rois, self.levels, self.spatial_scale)
+
+
+class WarpFeatures(nn.Module):
+    """R-CNN: warp each region (with context) to a fixed size and run the CNN on it, in batches.
+
+    The last conv map of each warped region is max-pooled to ``output_size``
+    (the role of pool5) and flattened.
+    """
+
+    per_region = True
+
+    def __init__(
+        self, channels: int, warp_size: int, context_padding: int, output_size: int, batch_size: int
+    ):
+        super().__init__()
+        self.warp_size, self.context_padding = warp_size, context_padding
+        self.output_size, self.batch_size = output_size, batch_size
+        self.output_dim = channels * output_size * output_size
+
+    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        if len(rois) == 0:
+            return images.new_zeros((0, self.output_dim))
+        outputs = []
+        for chunk in rois.split(self.batch_size):
+            crops = warp_regions(images, chunk, self.warp_size, self.context_padding)
+            outputs.append(F.adaptive_max_pool2d(backbone(crops), self.output_size).flatten(1))
+        return torch.cat(outputs)
+
+
+def build_roi_features(kind: str, config: RoIFeaturesConfig, channels: int, stride: int) -> nn.Module:
+    """The extractor of type ``kind`` (``warp``, ``spp`` or ``roi_pool``)."""
+    if kind == "roi_pool":
+        return RoIPoolFeatures(channels, stride, config.output_size)
+    if kind == "spp":
+        return SPPFeatures(channels, stride, config.spp_levels)
+    if kind == "warp":
+        return WarpFeatures(
+            channels, config.warp_size, config.context_padding, config.output_size, config.warp_batch_size
+        )
+    raise ValueError(f"unknown RoI feature type {kind!r}")
