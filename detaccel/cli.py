@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from detaccel import __version__
 
 # Modules of detaccel.commands, in the order their commands are listed.
-COMMAND_MODULES = ("info", "data", "evaluate", "proposals", "train", "eval", "compress")
+COMMAND_MODULES = ("info", "data", "evaluate", "proposals", "train", "eval", "compress", "profile", "bench")
 
 
 class CommandError(Exception):

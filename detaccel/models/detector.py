@@ -13,6 +13,7 @@ from detaccel.models.heads import FCHead
 from detaccel.models.postprocess import postprocess_detections
 from detaccel.models.predictor import Predictor
 from detaccel.models.roi_features import build_roi_features
+from detaccel.profiling import stage
 
 
 class RegionDetector(nn.Module):
@@ -45,15 +46,39 @@ class RegionDetector(nn.Module):
 
     def region_features(self, images: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """fc7 features ``[K, D]`` of each RoI."""
-        return self.head(self.roi_features(images, rois, self.backbone))
+        return self._head(self.roi_features(images, rois, self.backbone))
+
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
+        with stage("head"):
+            return self.head(pooled)
 
     def forward(self, images: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.predictor(self.region_features(images, rois))
+        features = self.region_features(images, rois)
+        with stage("predictor"):
+            return self.predictor(features)
+
+    def shared_features(self, images: torch.Tensor) -> torch.Tensor:
+        """What all RoIs of an image share: the last conv map (SPPnet, Fast R-CNN) or the image (R-CNN)."""
+        return self.roi_features.image_features(images, self.backbone)
 
     @torch.no_grad()
     def detect(
         self,
         images: torch.Tensor,
+        proposals: Sequence[torch.Tensor],
+        image_sizes: Sequence[tuple[int, int]],
+        scales: Sequence[float],
+        **options,
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Detections per image: :meth:`detect_from_features` on this batch's :meth:`shared_features`."""
+        return self.detect_from_features(
+            self.shared_features(images), proposals, image_sizes, scales, **options
+        )
+
+    @torch.no_grad()
+    def detect_from_features(
+        self,
+        shared: torch.Tensor,
         proposals: Sequence[torch.Tensor],
         image_sizes: Sequence[tuple[int, int]],
         scales: Sequence[float],
@@ -65,7 +90,8 @@ class RegionDetector(nn.Module):
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Detections per image, in original-image pixels: ``(boxes, scores, labels)``.
 
-        ``proposals[i]`` are image ``i``'s boxes in the resized image's pixels;
+        ``shared`` is :meth:`shared_features` of the (resized, normalised,
+        batched) images. ``proposals[i]`` are image ``i``'s boxes in the resized image's pixels;
         ``scales[i]`` is the resize factor; ``original_sizes`` (height, width)
         clip the output (default: the resized sizes divided by the scale).
         An image without proposals gets no detections.
@@ -75,10 +101,11 @@ class RegionDetector(nn.Module):
         if sum(counts):
             rois = torch.cat(
                 [torch.cat((p.new_full((len(p), 1), i), p), dim=1) for i, p in enumerate(proposals)]
-            ).to(images.dtype)
-            features = self.region_features(images, rois)
-            logits, deltas = self.predictor(features)
-            scores = self.predictor.detection_scores(features, logits)
+            )
+            features = self._head(self.roi_features.pool(shared, rois.to(shared.dtype), self.backbone))
+            with stage("predictor"):
+                logits, deltas = self.predictor(features)
+                scores = self.predictor.detection_scores(features, logits)
             scores_per_image = scores.split(counts)
             deltas_per_image = deltas.split(counts)
         for i, proposal in enumerate(proposals):
@@ -92,8 +119,8 @@ class RegionDetector(nn.Module):
                 )
                 continue
             boxes = proposal / scales[i]
-            outputs.append(
-                postprocess_detections(
+            with stage("postprocess"):
+                detections = postprocess_detections(
                     scores_per_image[i],
                     deltas_per_image[i],
                     boxes,
@@ -103,7 +130,7 @@ class RegionDetector(nn.Module):
                     nms_threshold=nms_threshold,
                     max_per_image=max_per_image,
                 )
-            )
+            outputs.append(detections)
         return outputs
 
 

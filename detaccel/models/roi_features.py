@@ -3,7 +3,10 @@
 An extractor is called as ``extractor(images, rois, backbone)`` with the
 normalised, padded image batch ``[B, 3, H, W]``, RoIs ``[K, 5]`` rows
 ``(batch_index, x1, y1, x2, y2)`` in inclusive pixels of those images, and
-the backbone; it returns one vector per RoI, ``[K, output_dim]``.
+the backbone; it returns one vector per RoI, ``[K, output_dim]``. Its two
+halves, ``image_features(images, backbone)`` (what is shared by all RoIs of an
+image) and ``pool(shared, rois, backbone)``, can be called apart; both mark
+their ``backbone`` and ``roi_features`` profiling stages.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from torch import nn
 
 from detaccel.config.schema import RoIFeaturesConfig
 from detaccel.ops import roi_pool, spp_output_dim, spp_pool
+from detaccel.profiling import stage
 
 
 def warp_regions(
@@ -56,34 +60,48 @@ def warp_regions(
     return out
 
 
-class RoIPoolFeatures(nn.Module):
-    """Fast R-CNN: one conv pass per image, RoI max pooling to ``output_size`` on the last map."""
+class SharedMapFeatures(nn.Module):
+    """Base of the extractors that run the backbone once per image and pool RoIs on its map.
+
+    ``forward(images, rois, backbone)`` is ``pool(image_features(images, backbone), rois, backbone)``;
+    the two halves are separate so that a caller can reuse the map (for example
+    to derive R²-CNN proposals from it) and time each stage.
+    """
 
     per_region = False
+
+    def image_features(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        with stage("backbone"):
+            return backbone(images)
+
+    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        return self.pool(self.image_features(images, backbone), rois, backbone)
+
+
+class RoIPoolFeatures(SharedMapFeatures):
+    """Fast R-CNN: one conv pass per image, RoI max pooling to ``output_size`` on the last map."""
 
     def __init__(self, channels: int, stride: int, output_size: int) -> None:
         super().__init__()
         self.output_size, self.spatial_scale = output_size, 1.0 / stride
         self.output_dim = channels * output_size * output_size
 
-    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
-        features = backbone(images)
-        return roi_pool(features, rois, self.output_size, self.spatial_scale).flatten(1)
+    def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        with stage("roi_features"):
+            return roi_pool(features, rois, self.output_size, self.spatial_scale).flatten(1)
 
 
-class SPPFeatures(nn.Module):
+class SPPFeatures(SharedMapFeatures):
     """SPPnet: one conv pass per image, spatial pyramid pooling of each RoI on the last map."""
-
-    per_region = False
 
     def __init__(self, channels: int, stride: int, levels: list[int]) -> None:
         super().__init__()
         self.levels, self.spatial_scale = tuple(levels), 1.0 / stride
         self.output_dim = spp_output_dim(channels, self.levels)
 
-    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
-        features = backbone(images)
-        return spp_pool(features, rois, self.levels, self.spatial_scale)
+    def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        with stage("roi_features"):
+            return spp_pool(features, rois, self.levels, self.spatial_scale)
 
 
 class WarpFeatures(nn.Module):
@@ -103,14 +121,25 @@ class WarpFeatures(nn.Module):
         self.output_size, self.batch_size = output_size, batch_size
         self.output_dim = channels * output_size * output_size
 
-    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+    def image_features(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        """R-CNN shares nothing between regions: the "map" is the image itself."""
+        return images
+
+    def pool(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
         if len(rois) == 0:
             return images.new_zeros((0, self.output_dim))
         outputs = []
         for chunk in rois.split(self.batch_size):
-            crops = warp_regions(images, chunk, self.warp_size, self.context_padding)
-            outputs.append(F.adaptive_max_pool2d(backbone(crops), self.output_size).flatten(1))
+            with stage("roi_features"):
+                crops = warp_regions(images, chunk, self.warp_size, self.context_padding)
+            with stage("backbone"):
+                maps = backbone(crops)
+            with stage("roi_features"):
+                outputs.append(F.adaptive_max_pool2d(maps, self.output_size).flatten(1))
         return torch.cat(outputs)
+
+    def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        return self.pool(images, rois, backbone)
 
 
 def build_roi_features(kind: str, config: RoIFeaturesConfig, channels: int, stride: int) -> nn.Module:

@@ -1,0 +1,63 @@
+"""Peak memory of a block of work: resident set size sampled in a thread (CPU) or CUDA's counter."""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import TracebackType
+
+import torch
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int:
+    """Current resident set size of this process (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class PeakMemory:
+    """``with PeakMemory(device) as peak: ...`` then ``peak.megabytes``: the block's peak above its start.
+
+    On the CPU the resident set size is sampled every ``interval`` seconds; on
+    CUDA the allocator's peak counter is used.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", interval: float = 0.002) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self.interval = interval
+        self.megabytes = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0
+        self._peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, resident_bytes())
+
+    def __enter__(self) -> PeakMemory:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+        else:
+            self._start = self._peak = resident_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self.cuda:
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            assert self._thread is not None
+            self._thread.join()
+            peak = max(self._peak, resident_bytes())
+        self.megabytes = max(0, peak - self._start) / 2**20

@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import yaml
+
+from detaccel.cli import main
+from detaccel.profiling import DETECTION_STAGES
+from tests.detector_configs import tiny_config_dict, tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    root = tiny_dataset(tmp_path_factory.mktemp("data"))
+    folder = tmp_path_factory.mktemp("configs")
+    for family in ("fast_rcnn", "rcnn"):
+        (folder / f"{family}.yaml").write_text(yaml.safe_dump(tiny_config_dict(root, family)))
+    spec = {
+        "images": 3,
+        "warmup": 1,
+        "detectors": {
+            "fast_rcnn": {"config": str(folder / "fast_rcnn.yaml")},
+            "fast_rcnn_svd": {"from": "fast_rcnn", "svd": {"fc6": 4}},
+            "rcnn": {"config": str(folder / "rcnn.yaml"), "overrides": ["train.max_iter=2"]},
+        },
+        "generators": {"sliding_window": {"scales": [16, 32], "max_proposals": 50}, "r2cnn": {}},
+    }
+    path = folder / "matrix.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())["results"]
+    pairs = {(r["detector"], r["generator"]) for r in results}
+    assert pairs == {
+        (d, g) for d in ("fast_rcnn", "fast_rcnn_svd", "rcnn") for g in ("sliding_window", "r2cnn")
+    }
+    for r in results:
+        assert r["images"] == 3
+        assert set(DETECTION_STAGES) <= set(r["stages"]), r["stages"].keys()
+        assert 0 <= r["voc07_mAP"] <= 1 and r["seconds_per_image"] > 0 and r["peak_memory_mb"] >= 0
+        top_level = sum(r["stages"][s]["mean"] for s in DETECTION_STAGES)
+        assert top_level <= r["seconds_per_image"] * 1.0001
+    r2cnn = next(r for r in results if r["detector"] == "fast_rcnn" and r["generator"] == "r2cnn")
+    assert r2cnn["proposals_per_image"] > 0
+    report = (out / "report.md").read_text()
+    assert "## Measured in this run" in report and "| fast_rcnn_svd | r2cnn |" in report
+    for png in ("stages.png", "speed_vs_map.png", "recall.png"):
+        assert (out / png).stat().st_size > 1000
+    assert (out / "models" / "fast_rcnn" / "model_final.pth").is_file()
+    capsys.readouterr()
+
+    # A second run reuses the trained models and finished pairs.
+    assert main(["bench", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "training" not in printed and printed.count("reusing") == 6
+
+    # Profile one of the trained detectors, with a Chrome trace.
+    profile_out = tmp_path / "profile"
+    code = main(
+        [
+            "profile",
+            "--checkpoint",
+            str(out / "models" / "fast_rcnn" / "model_final.pth"),
+            "--generator",
+            "sliding_window",
+            "--images",
+            "3",
+            "--warmup",
+            "1",
+            "--trace",
+            "--out",
+            str(profile_out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert set(DETECTION_STAGES) <= set(json.loads((profile_out / "profile.json").read_text())["stages"])
+    assert "backbone" in (profile_out / "trace.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ({"detectors": {}, "generators": {}, "speed": 1}, [], "unknown matrix key 'speed'"),
+        (
+            {"detectors": {"a": {"config": "x.yaml", "colour": 1}}, "generators": {"r2cnn": {}}},
+            [],
+            "detectors.a.colour",
+        ),
+        (
+            {"detectors": {"a": {"from": "b"}}, "generators": {"r2cnn": {}}},
+            [],
+            "is not a detector listed before",
+        ),
+        (
+            {"detectors": {"a": {"config": "x.yaml"}}, "generators": {"r2cnn": {}}},
+            ["--detectors", "b"],
+            "unknown detector",
+        ),
+        (
+            {"detectors": {"a": {"config": "x.yaml"}}, "generators": {"r2cnn": {}}, "images": -1},
+            [],
+            "'images'",
+        ),
+    ],
+)
+def test_bad_matrix_files_are_named_errors(tmp_path, capsys, content, extra, message):
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(content))
+    assert main(["bench", "--matrix", str(path), "--out", str(tmp_path / "o"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_inputs_are_clear_errors(tmp_path, capsys):
+    assert main(["bench", "--matrix", str(tmp_path / "none.yaml"), "--out", str(tmp_path)]) == 2
+    assert "matrix file not found" in capsys.readouterr().err
+    assert main(["bench", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert main(["profile", "--checkpoint", str(tmp_path / "none.pth")]) == 2
+    assert "no such file" in capsys.readouterr().err
