@@ -40,7 +40,7 @@ test: $(BUILD_STAMP)
 # The main job: generate the embedded dataset, train the detectors (reusing models
 # already in $(OUT)), run the detector x proposal-generator matrix, write $(OUT)/report.md.
 demo: $(BUILD_STAMP)
-	$(VENV)/bin/detaccel bench --matrix configs/bench_synthetic.yaml --out $(OUT)
+	$(VENV)/bin/detaccel bench --matrix configs/bench/synthetic.yaml --out $(OUT)
 
 bench-ops: $(BUILD_STAMP)
 	$(PY) tools/bench_ops.py --out outputs/bench_ops

@@ -21,10 +21,11 @@ def resident_bytes() -> int:
 
 
 class PeakMemory:
-    """``with PeakMemory(device) as peak: ...`` then ``peak.megabytes``: the block's peak above its start.
+    """``with PeakMemory(device) as peak: ...`` then ``peak.megabytes``: the peak memory during the block.
 
-    On the CPU the resident set size is sampled every ``interval`` seconds; on
-    CUDA the allocator's peak counter is used.
+    On the CPU: the process's resident set size, sampled every ``interval``
+    seconds (memory the process already held counts too: it is what the work
+    needs resident). On CUDA: the allocator's peak of allocated device memory.
     """
 
     def __init__(self, device: str | torch.device = "cpu", interval: float = 0.002) -> None:
@@ -33,7 +34,6 @@ class PeakMemory:
         self.megabytes = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._start = 0
         self._peak = 0
 
     def _sample(self) -> None:
@@ -43,9 +43,8 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
-            self._start = torch.cuda.memory_allocated()
         else:
-            self._start = self._peak = resident_bytes()
+            self._peak = resident_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
@@ -60,4 +59,4 @@ class PeakMemory:
             assert self._thread is not None
             self._thread.join()
             peak = max(self._peak, resident_bytes())
-        self.megabytes = max(0, peak - self._start) / 2**20
+        self.megabytes = peak / 2**20

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-DEFAULT_MATRIX = "configs/bench_synthetic.yaml"
+DEFAULT_MATRIX = "configs/bench/synthetic.yaml"
 
 
 def data_overrides(args: argparse.Namespace) -> list[str]:
