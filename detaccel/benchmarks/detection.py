@@ -43,6 +43,10 @@ class LoadedDetector:
     class_names: tuple[str, ...]
 
 
+def model_device(detector: LoadedDetector) -> torch.device:
+    return next(detector.model.parameters()).device
+
+
 def feature_r2cnn(detector: LoadedDetector, params: Mapping[str, Any]) -> R2CNN:
     """An R²-CNN generator reading ``detector``'s own last conv map (its receptive field computed)."""
     body = getattr(detector.model.backbone, "body", detector.model.backbone)
@@ -53,7 +57,7 @@ def feature_r2cnn(detector: LoadedDetector, params: Mapping[str, Any]) -> R2CNN:
             f"r2cnn on detector {detector.name!r}: the receptive field of its backbone cannot be computed "
             f"({error}); give r2cnn a receptive_field"
         ) from None
-    options = {"receptive_field": field, **params, "backbone": None}
+    options = {"receptive_field": field, "device": model_device(detector), **params, "backbone": None}
     return R2CNN(**options)
 
 
@@ -66,6 +70,7 @@ class ProfiledDetection:
         self.transform = InferenceTransform(Resize((config.data.test_scale,), config.data.max_size))
         self.max_proposals = config.proposals.max_test
         self.from_features = isinstance(generator, R2CNN) and generator.network is None
+        self.device = model_device(detector)
 
     @torch.no_grad()
     def __call__(self, record: ImageRecord) -> tuple[Detections, np.ndarray]:
@@ -76,6 +81,7 @@ class ProfiledDetection:
         with stage("preprocess"):
             sample = self.transform(rgb)[0]
             images, sizes = batch_images([torch.from_numpy(sample.image)], model.size_divisibility)
+            images = images.to(self.device, non_blocking=True)
         shared = model.shared_features(images)
         if self.from_features and model.roi_features.per_region:
             with stage("backbone"):
@@ -93,7 +99,7 @@ class ProfiledDetection:
                     cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), image_id=record.image_id
                 )
                 boxes = result.boxes[: self.max_proposals] * sample.scale
-        boxes_t = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
+        boxes_t = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).to(self.device)
         out_boxes, scores, labels = model.detect_from_features(
             shared,
             [boxes_t],
@@ -104,7 +110,7 @@ class ProfiledDetection:
             max_per_image=config.eval.max_per_image,
             original_sizes=[(record.height, record.width)],
         )[0]
-        return Detections(out_boxes, scores, labels), boxes / sample.scale
+        return Detections(out_boxes.cpu(), scores.cpu(), labels.cpu()), boxes / sample.scale
 
 
 def run_pair(
@@ -117,12 +123,13 @@ def run_pair(
 ) -> tuple[dict[str, Any], StageTimer]:
     """Profile and score one (detector, generator) pair; returns its figures and timer."""
     pipeline = ProfiledDetection(detector, generator)
-    timer = StageTimer(warmup=warmup)
+    device = model_device(detector)
+    timer = StageTimer(device=device, warmup=warmup)
     detections: dict[Any, Detections] = {}
     proposals: dict[Any, np.ndarray] = {}
     warm = list(records[:warmup])
     label = f"{detector.name} + {generator_name}"
-    with timer.activate(), PeakMemory() as peak:
+    with timer.activate(), PeakMemory(device) as peak:
         started = time.perf_counter()
         for record in tqdm(warm + list(records), desc=label, unit="img", disable=not progress, leave=False):
             with timer.image():
@@ -151,6 +158,7 @@ def run_pair(
         "images_per_second": 1.0 / total if total > 0 else float("nan"),
         "wall_seconds": wall,
         "peak_memory_mb": peak.megabytes,
+        "device": str(device),
         "stages": {name: stats.as_dict() for name, stats in summary.items()},
         "recall_curve": recall["recall_curve"],
     }

@@ -130,15 +130,23 @@ def select(spec: MatrixSpec, detectors: Sequence[str] | None, generators: Sequen
 
 
 def prepare_detectors(
-    spec: MatrixSpec, out_dir: Path, data_overrides: Sequence[str], progress: bool = True
+    spec: MatrixSpec,
+    out_dir: Path,
+    data_overrides: Sequence[str],
+    progress: bool = True,
+    device: str = "auto",
 ) -> dict[str, LoadedDetector]:
-    """Load each detector's trained model from ``out_dir/models/<name>``, training (or resuming) it first."""
+    """Load each detector's trained model from ``out_dir/models/<name>``, training (or resuming) it first.
+
+    Models are trained and run on ``device`` (``auto``: CUDA when available).
+    """
     from detaccel.commands.eval import load_detector
     from detaccel.config import load_config
     from detaccel.engine import init_distributed
     from detaccel.engine.trainer import FINAL_MODEL, LAST_CHECKPOINT, Trainer
     from detaccel.models.svd import compress_head
 
+    info = init_distributed(device)
     loaded: dict[str, LoadedDetector] = {}
     for item in spec.detectors:
         if item.base is not None:
@@ -155,13 +163,11 @@ def prepare_detectors(
         if not final.is_file():
             resume = (model_dir / LAST_CHECKPOINT).is_file()
             print(f"training {item.name} ({item.config}){' from its last checkpoint' if resume else ''}")
-            Trainer(
-                config, model_dir, init_distributed("cpu"), resume=resume or None, progress=progress
-            ).train()
+            Trainer(config, model_dir, info, resume=resume or None, progress=progress).train()
         config, model, class_names = load_detector(str(final), config)
         if item.svd:
             compress_head(model.head, ranks=item.svd)
-        loaded[item.name] = LoadedDetector(item.name, config, model.eval(), class_names)
+        loaded[item.name] = LoadedDetector(item.name, config, model.to(info.device).eval(), class_names)
     return loaded
 
 

@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         spec.images = args.images
     out = Path(args.out)
     with as_command_errors():
-        detectors = prepare_detectors(spec, out, data_overrides(args), progress=not args.no_progress)
+        detectors = prepare_detectors(
+            spec, out, data_overrides(args), progress=not args.no_progress, device=args.device
+        )
         first = next(iter(detectors.values()))
         dataset = load_split(first.config, first.config.data.test_split, init_distributed("cpu"))
         records = list(dataset.records)[: spec.images] if spec.images else list(dataset.records)
@@ -81,6 +83,7 @@ def register(subparsers) -> None:
     parser.add_argument("--detectors", help="comma-separated subset of the matrix's detectors")
     parser.add_argument("--generators", help="comma-separated subset of the matrix's generators")
     parser.add_argument("--images", type=int, help="number of test images (default: the matrix's)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_arguments(parser)
     parser.set_defaults(func=run)

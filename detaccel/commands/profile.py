@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     with as_command_errors():
         config = load_config(args.config, [*args.overrides, *data_overrides(args)]) if args.config else None
         config, model, class_names = load_detector(args.checkpoint, config)
-        detector = LoadedDetector(config.model.family, config, model, class_names)
+        device = init_distributed(args.device).device
+        detector = LoadedDetector(config.model.family, config, model.to(device), class_names)
         try:
             generator = (
                 feature_r2cnn(detector, {})
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     plot_stacked_bars({f"{detector.name}\n{args.generator}": summary}, out / "stages.png")
     if args.trace:
         pipeline = ProfiledDetection(detector, generator)
-        chrome_trace(lambda: pipeline(records[0]), out / "trace.json")
+        chrome_trace(lambda: pipeline(records[0]), out / "trace.json", device=device)
     print(table)
     print(
         f"{1e3 * figures['seconds_per_image']:.1f} ms/image over {len(records)} images "
@@ -81,6 +82,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--out", default="outputs/profile", help="output directory (default: outputs/profile)"
     )
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_arguments(parser)
     parser.set_defaults(func=run)
