@@ -17,9 +17,9 @@ import time
 import torch
 
 from detaccel.benchmarks.detection import LoadedDetector, ProfiledDetection
-from detaccel.commands.eval import load_detector
 from detaccel.engine import init_distributed
 from detaccel.engine.data import load_split
+from detaccel.engine.loading import load_detector
 from detaccel.profiling import StageTimer
 from detaccel.proposals import build_generator
 

@@ -50,8 +50,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from detaccel.commands.eval import load_detector
     from detaccel.config import load_config
+    from detaccel.engine.loading import load_detector
     from detaccel.models import build_detector
 
     if args.checkpoint:

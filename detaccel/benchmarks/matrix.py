@@ -140,9 +140,9 @@ def prepare_detectors(
 
     Models are trained and run on ``device`` (``auto``: CUDA when available).
     """
-    from detaccel.commands.eval import load_detector
     from detaccel.config import load_config
     from detaccel.engine import init_distributed
+    from detaccel.engine.loading import load_detector
     from detaccel.engine.trainer import FINAL_MODEL, LAST_CHECKPOINT, Trainer
     from detaccel.models.svd import compress_head
 

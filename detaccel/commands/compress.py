@@ -26,8 +26,8 @@ def parse_ranks(text: str) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     from detaccel.cli import CommandError
     from detaccel.commands._model_args import as_command_errors
-    from detaccel.commands.eval import load_detector
     from detaccel.engine import load_checkpoint, save_checkpoint
+    from detaccel.engine.loading import load_detector
     from detaccel.engine.trainer import checkpoint_payload
     from detaccel.models.svd import compress_head
 

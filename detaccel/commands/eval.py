@@ -8,38 +8,12 @@ from pathlib import Path
 from detaccel.commands._model_args import add_config_arguments, as_command_errors
 
 
-def load_detector(checkpoint_path: str, config=None):
-    """``(config, model, class_names)`` from a checkpoint; with ``config``, its data and eval sections
-    are used and its architecture must be the checkpoint's (truncated-SVD ranks aside)."""
-    from detaccel.config import config_from_dict, config_to_dict
-    from detaccel.engine import CheckpointError, load_checkpoint, load_model_state
-    from detaccel.engine.trainer import check_same_architecture
-    from detaccel.models import build_detector
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    try:
-        saved = config_from_dict(checkpoint["config"])
-    except ValueError as error:
-        raise CheckpointError(f"{checkpoint_path}: invalid configuration inside ({error})") from None
-    if config is None:
-        config = saved
-    else:
-        compare = config_to_dict(saved)
-        compare["head"]["svd_ranks"] = config.head.svd_ranks
-        check_same_architecture(compare, config, str(checkpoint_path))
-        config.head.svd_ranks = dict(saved.head.svd_ranks)
-    config.backbone.weights = None  # the checkpoint holds every weight
-    model = build_detector(config, len(checkpoint["class_names"]))
-    load_model_state(model, checkpoint["model"], str(checkpoint_path))
-    model.eval()
-    return config, model, tuple(checkpoint["class_names"])
-
-
 def run(args: argparse.Namespace) -> int:
     from detaccel.config import load_config
     from detaccel.engine import CheckpointError, init_distributed, shutdown_distributed
     from detaccel.engine.data import load_split, with_proposals
     from detaccel.engine.evaluator import evaluate_model
+    from detaccel.engine.loading import load_detector
 
     with as_command_errors():
         config = load_config(args.config, args.overrides) if args.config else None

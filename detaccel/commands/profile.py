@@ -12,10 +12,10 @@ def run(args: argparse.Namespace) -> int:
     from detaccel.cli import CommandError
     from detaccel.commands._model_args import as_command_errors
     from detaccel.commands.bench import data_overrides
-    from detaccel.commands.eval import load_detector
     from detaccel.config import load_config
     from detaccel.engine import init_distributed
     from detaccel.engine.data import load_split
+    from detaccel.engine.loading import load_detector
     from detaccel.profiling import chrome_trace, plot_stacked_bars, summary_csv, summary_markdown
     from detaccel.proposals import build_generator
 

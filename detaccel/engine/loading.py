@@ -1,0 +1,41 @@
+"""Loading a trained (or compressed) detector from its checkpoint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from detaccel.config.schema import Config
+    from detaccel.models.detector import RegionDetector
+
+
+def load_detector(
+    checkpoint_path: str, config: Config | None = None
+) -> tuple[Config, RegionDetector, tuple[str, ...]]:
+    """``(config, model, class_names)`` from a checkpoint, the model in eval mode on the CPU.
+
+    With ``config``, its data and eval sections are used and its architecture
+    must be the checkpoint's (truncated-SVD ranks aside).
+    """
+    from detaccel.config import config_from_dict, config_to_dict
+    from detaccel.engine import CheckpointError, load_checkpoint, load_model_state
+    from detaccel.engine.trainer import check_same_architecture
+    from detaccel.models import build_detector
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    try:
+        saved = config_from_dict(checkpoint["config"])
+    except ValueError as error:
+        raise CheckpointError(f"{checkpoint_path}: invalid configuration inside ({error})") from None
+    if config is None:
+        config = saved
+    else:
+        compare = config_to_dict(saved)
+        compare["head"]["svd_ranks"] = config.head.svd_ranks
+        check_same_architecture(compare, config, str(checkpoint_path))
+        config.head.svd_ranks = dict(saved.head.svd_ranks)
+    config.backbone.weights = None  # the checkpoint holds every weight
+    model = build_detector(config, len(checkpoint["class_names"]))
+    load_model_state(model, checkpoint["model"], str(checkpoint_path))
+    model.eval()
+    return config, model, tuple(checkpoint["class_names"])
