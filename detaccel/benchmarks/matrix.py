@@ -211,12 +211,12 @@ def run_matrix(
     return results
 
 
-def stacked_bars(results: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Per-stage stacked bars of every pair (log scale: R-CNN dwarfs the others)."""
+def stacked_bars(results: Sequence[Mapping[str, Any]], path: Path, share: bool = False) -> None:
+    """Per-stage stacked bars of every pair: milliseconds, or each stage's share in %."""
     from detaccel.profiling import StageStats
 
     summaries = {
         f"{r['detector']}\n{r['generator']}": {k: StageStats(**v) for k, v in r["stages"].items()}
         for r in results
     }
-    plot_stacked_bars(summaries, path, log=True)
+    plot_stacked_bars(summaries, path, share=share)

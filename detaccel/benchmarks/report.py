@@ -163,6 +163,7 @@ def write_report(results: Sequence[Mapping[str, Any]], out_dir: Path, context: M
         )
     )
     stacked_bars(results, out_dir / "stages.png")
+    stacked_bars(results, out_dir / "stages_share.png", share=True)
     plot_speed_vs_map(results, out_dir / "speed_vs_map.png")
     plot_recall(results, out_dir / "recall.png")
     lines = [
@@ -186,6 +187,8 @@ def write_report(results: Sequence[Mapping[str, Any]], out_dir: Path, context: M
         "## Where the time goes",
         "",
         "![Per-stage time of every pair](stages.png)",
+        "",
+        "![Share of each stage in the time per image](stages_share.png)",
         "",
         "## Speed against accuracy",
         "",

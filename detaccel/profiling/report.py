@@ -37,9 +37,9 @@ def summary_markdown(summary: Mapping[str, StageStats]) -> str:
 
 
 def plot_stacked_bars(
-    summaries: Mapping[str, Mapping[str, StageStats]], path: str | Path, log: bool = False
+    summaries: Mapping[str, Mapping[str, StageStats]], path: str | Path, share: bool = False
 ) -> None:
-    """One bar per configuration: mean time per image stacked by top-level stage."""
+    """One bar per configuration: mean time per image stacked by top-level stage (``share``: in %)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,12 +54,15 @@ def plot_stacked_bars(
     bottom = [0.0] * len(names)
     colors = plt.get_cmap("tab10")
     for i, stage_name in enumerate(stages):
-        heights = [1e3 * summaries[n][stage_name].mean if stage_name in summaries[n] else 0.0 for n in names]
+        heights = [
+            (100 * summaries[n][stage_name].share if share else 1e3 * summaries[n][stage_name].mean)
+            if stage_name in summaries[n]
+            else 0.0
+            for n in names
+        ]
         ax.bar(names, heights, bottom=bottom, label=stage_name, color=colors(i % 10))
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    ax.set_ylabel("mean time per image (ms)")
-    if log:
-        ax.set_yscale("log")
+    ax.set_ylabel("share of the time per image (%)" if share else "mean time per image (ms)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.tick_params(axis="x", labelrotation=20)
     fig.tight_layout()
