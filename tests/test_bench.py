@@ -3,6 +3,7 @@ import json
 import pytest
 import yaml
 
+from detaccel.benchmarks.report import comparisons, detection_speed_table
 from detaccel.cli import main
 from detaccel.profiling import DETECTION_STAGES
 from tests.detector_configs import tiny_config_dict, tiny_dataset
@@ -47,6 +48,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     assert r2cnn["proposals_per_image"] > 0
     report = (out / "report.md").read_text()
     assert "## Measured in this run" in report and "| fast_rcnn_svd | r2cnn |" in report
+    assert "## Detection time on the same boxes" in report and "| sliding_window |" in report
     for png in ("stages.png", "speed_vs_map.png", "recall.png"):
         assert (out / png).stat().st_size > 1000
     assert (out / "models" / "fast_rcnn" / "model_final.pth").is_file()
@@ -121,3 +123,41 @@ def test_missing_inputs_are_clear_errors(tmp_path, capsys):
     assert "no such directory" in capsys.readouterr().err
     assert main(["profile", "--checkpoint", str(tmp_path / "none.pth")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def _result(detector, generator, seconds, proposals_s, boxes=300, head_s=0.004, mAP=0.5):
+    return {
+        "detector": detector,
+        "generator": generator,
+        "seconds_per_image": seconds,
+        "proposals_per_image": boxes,
+        "voc07_mAP": mAP,
+        "stages": {"proposals": {"mean": proposals_s}, "head": {"mean": head_s}},
+    }
+
+
+def test_report_ratios_are_computed_on_the_same_boxes():
+    results = [
+        _result("fast_rcnn", "selective_search", 0.310, 0.290, boxes=274),
+        _result("sppnet", "selective_search", 0.320, 0.290, boxes=274),
+        _result("rcnn", "selective_search", 0.790, 0.290, boxes=274),
+        _result("fast_rcnn", "sliding_window", 0.022, 0.002),
+        _result("rcnn", "sliding_window", 0.502, 0.002),
+        _result("fast_rcnn", "r2cnn", 0.025, 0.002, mAP=0.2),
+        _result("fast_rcnn_svd", "selective_search", 0.307, 0.290, head_s=0.002, mAP=0.49),
+    ]
+    lines = comparisons(results)
+    assert lines[0] == (
+        "Detection time per image (proposals excluded, 274 selective-search boxes): "
+        "fast_rcnn 20.0 ms < sppnet 30.0 ms < rcnn 500.0 ms."
+    )
+    assert "Fast R-CNN is 25.0x faster than R-CNN and 1.5x faster than SPPnet" in lines[1]
+    assert any("(145.0x faster)" in line for line in lines)  # selective search over R²-CNN proposals
+    assert any("(2.0x faster); VOC07 mAP 0.500 -> 0.490 (-1.0 points)" in line for line in lines)
+    assert any("790.0 ms per image (31.6x faster)" in line for line in lines)  # end to end
+
+    table = detection_speed_table(results).splitlines()
+    assert table[2] == "| selective_search | 274 | 20.0 | 30.0 | 500.0 | 25.0x |"
+    assert table[3] == "| sliding_window | 300 | 20.0 |  | 500.0 | 25.0x |"
+    assert len(table) == 4  # r2cnn has no R-CNN result: no row
+    assert detection_speed_table(results[5:]) == ""

@@ -30,20 +30,28 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b > 0 and math.isfinite(a) else "n/a"
 
 
+DETECTION_FAMILIES = ("fast_rcnn", "sppnet", "rcnn")
+
+
+def detection_seconds(result: Mapping[str, Any]) -> float:
+    """Time per image without the proposal stage: what the detector itself costs on given boxes."""
+    return result["seconds_per_image"] - _stage_mean(result, "proposals")
+
+
 def comparisons(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """The headline comparisons, measured in this run, as Markdown bullet points."""
     lines = []
-    detection = {  # per-image time without the proposal stage, with selective search proposals
-        name: r["seconds_per_image"] - _stage_mean(r, "proposals")
-        for name in ("fast_rcnn", "sppnet", "rcnn")
-        if (r := _find(results, name, "selective_search"))
-    }
+    detection = {name: r for name in DETECTION_FAMILIES if (r := _find(results, name, "selective_search"))}
     if len(detection) == 3:
-        order = " < ".join(f"{n} {_ms(t)} ms" for n, t in sorted(detection.items(), key=lambda kv: kv[1]))
-        lines.append(f"Detection time per image (proposals excluded, selective-search boxes): {order}.")
+        times = {name: detection_seconds(r) for name, r in detection.items()}
+        order = " < ".join(f"{n} {_ms(t)} ms" for n, t in sorted(times.items(), key=lambda kv: kv[1]))
+        boxes = detection["fast_rcnn"]["proposals_per_image"]
         lines.append(
-            f"Fast R-CNN is {_ratio(detection['rcnn'], detection['fast_rcnn'])} faster than R-CNN and "
-            f"{_ratio(detection['sppnet'], detection['fast_rcnn'])} faster than SPPnet per image "
+            f"Detection time per image (proposals excluded, {boxes:.0f} selective-search boxes): {order}."
+        )
+        lines.append(
+            f"Fast R-CNN is {_ratio(times['rcnn'], times['fast_rcnn'])} faster than R-CNN and "
+            f"{_ratio(times['sppnet'], times['fast_rcnn'])} faster than SPPnet per image "
             "on the same boxes."
         )
     ss, r2 = _find(results, "fast_rcnn", "selective_search"), _find(results, "fast_rcnn", "r2cnn")
@@ -75,6 +83,33 @@ def comparisons(results: Sequence[Mapping[str, Any]]) -> list[str]:
             f"({_ratio(rcnn_ss['seconds_per_image'], fast_r2['seconds_per_image'])} faster)."
         )
     return lines
+
+
+def detection_speed_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """Per generator: each family's detection time on the same boxes, and R-CNN's time over Fast R-CNN's.
+
+    Empty when the run has no generator with both Fast R-CNN and R-CNN results.
+    """
+    header = (
+        "| proposals | boxes/img | "
+        + " | ".join(f"{name} ms" for name in DETECTION_FAMILIES)
+        + " | R-CNN / Fast R-CNN |\n|---|---:|"
+        + "---:|" * (len(DETECTION_FAMILIES) + 1)
+    )
+    rows = []
+    for generator in dict.fromkeys(r["generator"] for r in results):
+        fast, rcnn = _find(results, "fast_rcnn", generator), _find(results, "rcnn", generator)
+        if not (fast and rcnn):
+            continue
+        cells = [
+            _ms(detection_seconds(r)) if (r := _find(results, name, generator)) else ""
+            for name in DETECTION_FAMILIES
+        ]
+        rows.append(
+            f"| {generator} | {fast['proposals_per_image']:.0f} | {' | '.join(cells)} | "
+            f"{_ratio(detection_seconds(rcnn), detection_seconds(fast))} |"
+        )
+    return "\n".join([header, *rows]) + "\n" if rows else ""
 
 
 def results_table(results: Sequence[Mapping[str, Any]]) -> str:
@@ -147,6 +182,19 @@ def plot_recall(results: Sequence[Mapping[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _detection_section(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    table = detection_speed_table(results)
+    if not table:
+        return []
+    return [
+        "## Detection time on the same boxes",
+        "",
+        "Per image, proposal stage excluded; `boxes/img` is Fast R-CNN's mean number of boxes.",
+        "",
+        table,
+    ]
+
+
 def write_report(results: Sequence[Mapping[str, Any]], out_dir: Path, context: Mapping[str, Any]) -> Path:
     """Write ``results.json``, the PNGs and ``report.md`` into ``out_dir``; return the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,6 +226,7 @@ def write_report(results: Sequence[Mapping[str, Any]], out_dir: Path, context: M
         "",
         *[f"- {line}" for line in comparisons(results)],
         "",
+        *_detection_section(results),
         "## All pairs",
         "",
         "Times are means per image over the profiled images (warm-up images excluded); `ms/img` is",
