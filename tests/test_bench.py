@@ -23,7 +23,7 @@ def matrix(tmp_path_factory):
             "fast_rcnn_svd": {"from": "fast_rcnn", "svd": {"fc6": 4}},
             "rcnn": {"config": str(folder / "rcnn.yaml"), "overrides": ["train.max_iter=2"]},
         },
-        "generators": {"sliding_window": {"scales": [16, 32], "max_proposals": 50}, "r2cnn": {}},
+        "generators": {"sliding_window": {"scales": [16, 32], "max_proposals": 50}, "r2cnn": {"max_proposals": 4}},
     }
     path = folder / "matrix.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -45,13 +45,14 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
         top_level = sum(r["stages"][s]["mean"] for s in DETECTION_STAGES)
         assert top_level <= r["seconds_per_image"] * 1.0001
     r2cnn = next(r for r in results if r["detector"] == "fast_rcnn" and r["generator"] == "r2cnn")
-    assert r2cnn["proposals_per_image"] > 0
+    assert 0 < r2cnn["proposals_per_image"] <= 4  # the generator's cap holds on the detector's features
     report = (out / "report.md").read_text()
     assert "## Measured in this run" in report and "| fast_rcnn_svd | r2cnn |" in report
     assert "## Detection time on the same boxes" in report and "| sliding_window |" in report
     for png in ("stages.png", "speed_vs_map.png", "recall.png"):
         assert (out / png).stat().st_size > 1000
     assert (out / "models" / "fast_rcnn" / "model_final.pth").is_file()
+    assert not (out / "models" / "fast_rcnn" / "eval.json").exists()  # no separate test-split pass
     capsys.readouterr()
 
     # A second run reuses the trained models and finished pairs.
@@ -103,7 +104,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
             "unknown detector",
         ),
         (
-            {"detectors": {"a": {"config": "x.yaml"}}, "generators": {"r2cnn": {}}, "images": -1},
+            {"detectors": {"a": {"config": "x.yaml"}}, "generators": {"r2cnn": {"max_proposals": 4}}, "images": -1},
             [],
             "'images'",
         ),

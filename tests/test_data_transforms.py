@@ -67,6 +67,10 @@ def test_normalize():
     assert out.shape == (3, 4, 5) and out.dtype == np.float32
     for c in range(3):
         assert out[c, 0, 0] == pytest.approx((1.0 - PIXEL_MEAN[c]) / PIXEL_STD[c])
+    # Every pixel and channel, against the formula in float64 (a channel mix-up or transposition fails).
+    image = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    expected = (image / 255.0 - np.asarray(PIXEL_MEAN)) / np.asarray(PIXEL_STD)
+    np.testing.assert_allclose(normalize(image), expected.transpose(2, 0, 1), rtol=0, atol=1e-5)
 
 
 def test_batch_images_pads_bottom_right():

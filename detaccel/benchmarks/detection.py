@@ -68,7 +68,8 @@ class ProfiledDetection:
         self.detector, self.generator = detector, generator
         config = detector.config
         self.transform = InferenceTransform(Resize((config.data.test_scale,), config.data.max_size))
-        self.max_proposals = config.proposals.max_test
+        limits = (config.proposals.max_test, generator.max_proposals)
+        self.max_proposals = min(limit for limit in limits if limit is not None)
         self.from_features = isinstance(generator, R2CNN) and generator.network is None
         self.device = model_device(detector)
 

@@ -158,6 +158,7 @@ def prepare_detectors(
             loaded[item.name] = LoadedDetector(item.name, config, model.eval(), base.class_names)
             continue
         config = load_config(item.config, [*item.overrides, *data_overrides])
+        config.train.eval_after_training = False  # the matrix measures every model on its own images
         model_dir = out_dir / "models" / item.name
         final = model_dir / FINAL_MODEL
         if not final.is_file():

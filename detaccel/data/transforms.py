@@ -58,12 +58,18 @@ def hflip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
 def normalize(
     image: np.ndarray, mean: Sequence[float] = PIXEL_MEAN, std: Sequence[float] = PIXEL_STD
 ) -> np.ndarray:
-    """``uint8`` ``[H, W, 3]`` to float32 ``[3, H, W]``: ``(pixel / 255 - mean) / std`` per channel."""
-    scale = np.float32(1.0 / 255.0)
-    out = image.astype(np.float32) * scale
-    out -= np.asarray(mean, np.float32)
-    out /= np.asarray(std, np.float32)
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    """``uint8`` ``[H, W, 3]`` to float32 ``[3, H, W]``: ``(pixel / 255 - mean) / std`` per channel.
+
+    Computed as ``pixel * a - b`` per channel plane, one pass writing the planar output.
+    """
+    std64 = np.asarray(std, np.float64)
+    gain = (1.0 / (255.0 * std64)).astype(np.float32)
+    offset = (np.asarray(mean, np.float64) / std64).astype(np.float32)
+    out = np.empty((image.shape[2], *image.shape[:2]), np.float32)
+    for channel, plane in enumerate(out):
+        np.multiply(image[:, :, channel], gain[channel], out=plane, dtype=np.float32)
+        plane -= offset[channel]
+    return out
 
 
 def batch_images(images: Sequence, size_divisibility: int = 1, pad_value: float = 0.0):
