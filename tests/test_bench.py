@@ -23,7 +23,10 @@ def matrix(tmp_path_factory):
             "fast_rcnn_svd": {"from": "fast_rcnn", "svd": {"fc6": 4}},
             "rcnn": {"config": str(folder / "rcnn.yaml"), "overrides": ["train.max_iter=2"]},
         },
-        "generators": {"sliding_window": {"scales": [16, 32], "max_proposals": 50}, "r2cnn": {"max_proposals": 4}},
+        "generators": {
+            "sliding_window": {"scales": [16, 32], "max_proposals": 50},
+            "r2cnn": {"max_proposals": 4},
+        },
     }
     path = folder / "matrix.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -104,7 +107,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
             "unknown detector",
         ),
         (
-            {"detectors": {"a": {"config": "x.yaml"}}, "generators": {"r2cnn": {"max_proposals": 4}}, "images": -1},
+            {"detectors": {"a": {"config": "x.yaml"}}, "generators": {"r2cnn": {}}, "images": -1},
             [],
             "'images'",
         ),
@@ -162,3 +165,15 @@ def test_report_ratios_are_computed_on_the_same_boxes():
     assert table[3] == "| sliding_window | 300 | 20.0 |  | 500.0 | 25.0x |"
     assert len(table) == 4  # r2cnn has no R-CNN result: no row
     assert detection_speed_table(results[5:]) == ""
+
+
+def test_report_without_sppnet_compares_the_families_it_has():
+    results = [
+        _result("fast_rcnn", "selective_search", 0.310, 0.290, boxes=274),
+        _result("rcnn", "selective_search", 3.290, 0.290, boxes=274),
+    ]
+    lines = comparisons(results)
+    assert lines[1] == "Fast R-CNN is 150.0x faster than R-CNN per image on the same boxes."
+    table = detection_speed_table(results).splitlines()
+    assert table[0] == "| proposals | boxes/img | fast_rcnn ms | rcnn ms | R-CNN / Fast R-CNN |"
+    assert table[2] == "| selective_search | 274 | 20.0 | 3000.0 | 150.0x |"

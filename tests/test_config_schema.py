@@ -66,3 +66,22 @@ def test_shipped_configs_load():
     assert paths
     for path in paths:
         load_config(path)
+
+
+def test_shipped_benchmark_matrices_load():
+    from pathlib import Path
+
+    from detaccel.benchmarks.matrix import load_matrix
+    from detaccel.proposals import build_generator
+
+    paths = sorted(Path("configs/bench").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        spec = load_matrix(path)
+        for detector in spec.detectors:
+            if detector.config is not None:
+                load_config(detector.config, detector.overrides)
+        for name, params in spec.generators.items():
+            # R²-CNN runs on each detector's own features in the benchmark: no backbone of its own.
+            extra = {"backbone": None, "receptive_field": (8, 0, 8)} if name == "r2cnn" else {}
+            assert build_generator(name, **params, **extra).max_proposals == params.get("max_proposals")

@@ -42,18 +42,19 @@ def comparisons(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """The headline comparisons, measured in this run, as Markdown bullet points."""
     lines = []
     detection = {name: r for name in DETECTION_FAMILIES if (r := _find(results, name, "selective_search"))}
-    if len(detection) == 3:
+    if "fast_rcnn" in detection and len(detection) > 1:
         times = {name: detection_seconds(r) for name, r in detection.items()}
         order = " < ".join(f"{n} {_ms(t)} ms" for n, t in sorted(times.items(), key=lambda kv: kv[1]))
         boxes = detection["fast_rcnn"]["proposals_per_image"]
         lines.append(
             f"Detection time per image (proposals excluded, {boxes:.0f} selective-search boxes): {order}."
         )
-        lines.append(
-            f"Fast R-CNN is {_ratio(times['rcnn'], times['fast_rcnn'])} faster than R-CNN and "
-            f"{_ratio(times['sppnet'], times['fast_rcnn'])} faster than SPPnet per image "
-            "on the same boxes."
-        )
+        faster = [
+            f"{_ratio(times[name], times['fast_rcnn'])} faster than {label}"
+            for name, label in (("rcnn", "R-CNN"), ("sppnet", "SPPnet"))
+            if name in times
+        ]
+        lines.append(f"Fast R-CNN is {' and '.join(faster)} per image on the same boxes.")
     ss, r2 = _find(results, "fast_rcnn", "selective_search"), _find(results, "fast_rcnn", "r2cnn")
     if ss and r2:
         lines.append(
@@ -90,11 +91,12 @@ def detection_speed_table(results: Sequence[Mapping[str, Any]]) -> str:
 
     Empty when the run has no generator with both Fast R-CNN and R-CNN results.
     """
+    families = [name for name in DETECTION_FAMILIES if any(r["detector"] == name for r in results)]
     header = (
         "| proposals | boxes/img | "
-        + " | ".join(f"{name} ms" for name in DETECTION_FAMILIES)
+        + " | ".join(f"{name} ms" for name in families)
         + " | R-CNN / Fast R-CNN |\n|---|---:|"
-        + "---:|" * (len(DETECTION_FAMILIES) + 1)
+        + "---:|" * (len(families) + 1)
     )
     rows = []
     for generator in dict.fromkeys(r["generator"] for r in results):
@@ -102,8 +104,7 @@ def detection_speed_table(results: Sequence[Mapping[str, Any]]) -> str:
         if not (fast and rcnn):
             continue
         cells = [
-            _ms(detection_seconds(r)) if (r := _find(results, name, generator)) else ""
-            for name in DETECTION_FAMILIES
+            _ms(detection_seconds(r)) if (r := _find(results, name, generator)) else "" for name in families
         ]
         rows.append(
             f"| {generator} | {fast['proposals_per_image']:.0f} | {' | '.join(cells)} | "
