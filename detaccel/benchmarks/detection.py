@@ -24,7 +24,8 @@ from tqdm import tqdm
 from detaccel.benchmarks.memory import PeakMemory
 from detaccel.config.schema import Config
 from detaccel.data import ImageRecord, read_image
-from detaccel.data.transforms import InferenceTransform, Resize, batch_images
+from detaccel.data.transforms import batch_images
+from detaccel.engine.data import test_transform
 from detaccel.evaluation import Detections, evaluate_coco, evaluate_voc, proposal_recall
 from detaccel.models.detector import RegionDetector
 from detaccel.profiling import StageTimer, stage
@@ -67,51 +68,71 @@ class ProfiledDetection:
     def __init__(self, detector: LoadedDetector, generator: GeneratorBase) -> None:
         self.detector, self.generator = detector, generator
         config = detector.config
-        self.transform = InferenceTransform(Resize((config.data.test_scale,), config.data.max_size))
+        self.transform = test_transform(config)
+        scales = self.transform.resize.scales
+        self.multiscale = len(scales) > 1
+        # R²-CNN reads the map at data.test_scale (multi-scale testing includes it).
+        self.primary = scales.index(config.data.test_scale) if self.multiscale else 0
         limits = (config.proposals.max_test, generator.max_proposals)
         self.max_proposals = min(limit for limit in limits if limit is not None)
         self.from_features = isinstance(generator, R2CNN) and generator.network is None
         self.device = model_device(detector)
+        self.options = {
+            "score_threshold": config.eval.score_threshold,
+            "nms_threshold": config.eval.nms_threshold,
+            "max_per_image": config.eval.max_per_image,
+        }
 
     @torch.no_grad()
     def __call__(self, record: ImageRecord) -> tuple[Detections, np.ndarray]:
         """Detections of one image and its proposals (original pixels)."""
-        model, config = self.detector.model, self.detector.config
+        model = self.detector.model
         with stage("decode"):
             rgb = read_image(record.file_path)
         with stage("preprocess"):
-            sample = self.transform(rgb)[0]
-            images, sizes = batch_images([torch.from_numpy(sample.image)], model.size_divisibility)
-            images = images.to(self.device, non_blocking=True)
-        shared = model.shared_features(images)
+            samples = self.transform(rgb)
+            batches = [batch_images([torch.from_numpy(s.image)], model.size_divisibility) for s in samples]
+            images = [batch.to(self.device, non_blocking=True) for batch, _ in batches]
+        shared = [model.shared_features(batch) for batch in images]
+        primary, sizes = samples[self.primary], batches[self.primary][1]
         if self.from_features and model.roi_features.per_region:
             with stage("backbone"):
-                feature_map = model.backbone(images)
+                feature_map = model.backbone(images[self.primary])
         else:
-            feature_map = shared
+            feature_map = shared[self.primary]
         with stage("proposals"):
             if self.from_features:
                 raw = self.generator.boxes_from_features(feature_map)[0]
                 boxes, _ = finalize_proposals(
                     raw, None, sizes[0], min_size=self.generator.min_size, max_proposals=self.max_proposals
                 )
+                boxes = boxes / primary.scale
             else:
                 result = self.generator.generate(
                     cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), image_id=record.image_id
                 )
-                boxes = result.boxes[: self.max_proposals] * sample.scale
+                boxes = result.boxes[: self.max_proposals]
         boxes_t = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).to(self.device)
-        out_boxes, scores, labels = model.detect_from_features(
-            shared,
-            [boxes_t],
-            sizes,
-            [sample.scale],
-            score_threshold=config.eval.score_threshold,
-            nms_threshold=config.eval.nms_threshold,
-            max_per_image=config.eval.max_per_image,
-            original_sizes=[(record.height, record.width)],
-        )[0]
-        return Detections(out_boxes.cpu(), scores.cpu(), labels.cpu()), boxes / sample.scale
+        original_size = (record.height, record.width)
+        if self.multiscale:
+            out_boxes, scores, labels = model.detect_multiscale(
+                shared,
+                [s.scale for s in samples],
+                boxes_t,
+                original_size,
+                roi_size=self.detector.config.data.test_roi_size,
+                **self.options,
+            )
+        else:
+            out_boxes, scores, labels = model.detect_from_features(
+                shared[0],
+                [boxes_t * primary.scale],
+                sizes,
+                [primary.scale],
+                original_sizes=[original_size],
+                **self.options,
+            )[0]
+        return Detections(out_boxes.cpu(), scores.cpu(), labels.cpu()), boxes
 
 
 def run_pair(

@@ -157,6 +157,18 @@ def validate(config: Config) -> Config:
     if not config.data.train_scales or min(config.data.train_scales) <= 0:
         raise ConfigError("config key 'data.train_scales': expected positive sizes")
     _check_positive("data.test_scale", config.data.test_scale)
+    _check_positive("data.test_roi_size", config.data.test_roi_size)
+    test_scales = config.data.test_scales
+    if test_scales:
+        if min(test_scales) <= 0 or len(set(test_scales)) != len(test_scales):
+            raise ConfigError("config key 'data.test_scales': expected distinct positive sizes")
+        if config.data.test_scale not in test_scales:
+            raise ConfigError("config key 'data.test_scales': must include data.test_scale")
+        if config.roi_feature_type == "warp":
+            raise ConfigError(
+                "config key 'data.test_scales': multi-scale testing pools RoIs on shared feature maps "
+                "(sppnet, fast_rcnn); R-CNN warps each region"
+            )
     _check_positive("data.max_size", config.data.max_size)
     train = config.train
     for key in ("images_per_batch", "rois_per_image", "regions_per_batch", "max_iter", "checkpoint_period"):

@@ -87,6 +87,10 @@ class DataConfig:
     allow_empty: bool = False
     train_scales: list[int] = field(default_factory=lambda: [600])
     test_scale: int = 600
+    # Multi-scale testing (SPPnet): the image at each of these shorter sides (test_scale among
+    # them); each RoI is pooled at the scale where its side is closest to test_roi_size pixels.
+    test_scales: list[int] = field(default_factory=list)
+    test_roi_size: int = 224
     max_size: int = 1000
     flip: bool = True
     num_workers: int = 0

@@ -31,7 +31,7 @@ from detaccel.data import (
     write_synthetic,
 )
 from detaccel.data.samples import DetectionSamples, collate_samples
-from detaccel.data.transforms import Resize, TrainTransform
+from detaccel.data.transforms import InferenceTransform, Resize, TrainTransform
 from detaccel.engine.distributed import DistInfo, barrier, batch_indices, epoch_shard
 from detaccel.evaluation import read_proposals, write_proposals
 
@@ -140,6 +140,12 @@ def with_proposals(
         boxes, scores = entries.get(record.image_id, empty)
         out.append(record.with_proposals(boxes, scores))
     return out
+
+
+def test_transform(config: Config) -> InferenceTransform:
+    """Test-time resizing: each of ``data.test_scales`` (multi-scale testing), else ``data.test_scale``."""
+    scales = config.data.test_scales or [config.data.test_scale]
+    return InferenceTransform(Resize(tuple(scales), config.data.max_size))
 
 
 def train_transform(config: Config) -> TrainTransform:

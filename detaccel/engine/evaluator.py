@@ -8,13 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from detaccel.config.schema import Config
 from detaccel.data import DetectionDataset, ImageRecord
 from detaccel.data.samples import inference_samples
-from detaccel.data.transforms import InferenceTransform, Resize, batch_images
+from detaccel.data.transforms import batch_images
+from detaccel.engine.data import test_transform
 from detaccel.engine.distributed import DistInfo, all_gather_objects
 from detaccel.evaluation import Detections, evaluate_detections, write_coco_detections, write_voc_detections
 from detaccel.models.detector import RegionDetector
@@ -30,25 +32,42 @@ def detect_records(
 ) -> tuple[dict[Any, Detections], dict[str, float]]:
     """Detections of every record (this rank runs its share; all ranks get all results) and timings."""
     model.eval()
-    transform = InferenceTransform(Resize((config.data.test_scale,), config.data.max_size))
+    transform = test_transform(config)
+    multiscale = len(transform.resize.scales) > 1
+    options = {
+        "score_threshold": config.eval.score_threshold,
+        "nms_threshold": config.eval.nms_threshold,
+        "max_per_image": config.eval.max_per_image,
+    }
     mine: dict[Any, Detections] = {}
     seconds = 0.0
     shard = records[info.rank :: info.world_size]
     for record in tqdm(shard, desc="detect", disable=not (progress and info.is_main), leave=False):
-        sample = inference_samples(record, transform)[0]
-        proposals = sample.get("proposals", torch.zeros((0, 4)))[: config.proposals.max_test]
-        images, sizes = batch_images([sample["image"]], model.size_divisibility)
+        samples = inference_samples(record, transform)
+        images = [batch_images([s["image"]], model.size_divisibility) for s in samples]
         start = time.perf_counter()
-        boxes, scores, labels = model.detect(
-            images.to(info.device),
-            [proposals.to(info.device)],
-            sizes,
-            [sample["scale"]],
-            score_threshold=config.eval.score_threshold,
-            nms_threshold=config.eval.nms_threshold,
-            max_per_image=config.eval.max_per_image,
-            original_sizes=[(record.height, record.width)],
-        )[0]
+        if multiscale:
+            boxes = record.proposals if record.proposals is not None else np.zeros((0, 4))
+            proposals = torch.tensor(boxes[: config.proposals.max_test], dtype=torch.float32)
+            boxes, scores, labels = model.detect_multiscale(
+                [model.shared_features(batch.to(info.device)) for batch, _ in images],
+                [s["scale"] for s in samples],
+                proposals.to(info.device),
+                (record.height, record.width),
+                roi_size=config.data.test_roi_size,
+                **options,
+            )
+        else:
+            (batch, sizes), sample = images[0], samples[0]
+            proposals = sample.get("proposals", torch.zeros((0, 4)))[: config.proposals.max_test]
+            boxes, scores, labels = model.detect(
+                batch.to(info.device),
+                [proposals.to(info.device)],
+                sizes,
+                [sample["scale"]],
+                original_sizes=[(record.height, record.width)],
+                **options,
+            )[0]
         seconds += time.perf_counter() - start
         mine[record.image_id] = Detections(boxes.cpu(), scores.cpu(), labels.cpu())
     merged: dict[Any, Detections] = {}

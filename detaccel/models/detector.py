@@ -97,41 +97,124 @@ class RegionDetector(nn.Module):
         An image without proposals gets no detections.
         """
         counts = [len(p) for p in proposals]
-        outputs = []
+        pooled = None
         if sum(counts):
             rois = torch.cat(
                 [torch.cat((p.new_full((len(p), 1), i), p), dim=1) for i, p in enumerate(proposals)]
             )
-            features = self._head(self.roi_features.pool(shared, rois.to(shared.dtype), self.backbone))
+            pooled = self.roi_features.pool(shared, rois.to(shared.dtype), self.backbone)
+        sizes = [
+            tuple(original_sizes[i])
+            if original_sizes is not None
+            else (round(image_sizes[i][0] / scales[i]), round(image_sizes[i][1] / scales[i]))
+            for i in range(len(proposals))
+        ]
+        boxes = [proposal / scale for proposal, scale in zip(proposals, scales, strict=True)]
+        return self._detections(
+            pooled,
+            boxes,
+            sizes,
+            score_threshold=score_threshold,
+            nms_threshold=nms_threshold,
+            max_per_image=max_per_image,
+        )
+
+    @torch.no_grad()
+    def detect_multiscale(
+        self,
+        feature_maps: Sequence[torch.Tensor],
+        scales: Sequence[float],
+        proposals: torch.Tensor,
+        original_size: tuple[int, int],
+        *,
+        roi_size: float = 224.0,
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.3,
+        max_per_image: int = 100,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Detections of one image from its feature maps at several scales (SPPnet's multi-scale testing).
+
+        ``feature_maps[k]`` is :meth:`shared_features` of the image resized by
+        ``scales[k]``; ``proposals`` ``[K, 4]`` are in original pixels. Each RoI is
+        pooled on the one map where its scaled area is closest to ``roi_size**2``
+        (:func:`assign_test_scales`); head, predictor and post-processing then run
+        on all RoIs together, as in :meth:`detect_from_features`.
+        """
+        if self.roi_features.per_region:
+            raise ValueError("detect_multiscale: R-CNN warps each region; it has no shared feature maps")
+        if not scales or len(feature_maps) != len(scales):
+            raise ValueError(
+                f"detect_multiscale: need one feature map per scale, got {len(feature_maps)} maps "
+                f"and {len(scales)} scales"
+            )
+        pooled = None
+        if len(proposals):
+            level = assign_test_scales(proposals, scales, roi_size)
+            for k, (feature_map, scale) in enumerate(zip(feature_maps, scales, strict=True)):
+                index = torch.nonzero(level == k).flatten()
+                if not len(index):
+                    continue
+                boxes = proposals[index] * scale
+                rois = torch.cat((boxes.new_zeros((len(boxes), 1)), boxes), dim=1).to(feature_map.dtype)
+                part = self.roi_features.pool(feature_map, rois, self.backbone)
+                if pooled is None:
+                    pooled = part.new_empty((len(proposals), part.shape[1]))
+                pooled[index] = part
+        return self._detections(
+            pooled,
+            [proposals],
+            [tuple(original_size)],
+            score_threshold=score_threshold,
+            nms_threshold=nms_threshold,
+            max_per_image=max_per_image,
+        )[0]
+
+    def _detections(
+        self,
+        pooled: torch.Tensor | None,
+        boxes: Sequence[torch.Tensor],
+        sizes: Sequence[tuple[int, int]],
+        **options,
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Head, predictor and post-processing of pooled RoIs; ``boxes[i]`` are image ``i``'s RoIs."""
+        counts = [len(b) for b in boxes]
+        if pooled is not None:
+            features = self._head(pooled)
             with stage("predictor"):
                 logits, deltas = self.predictor(features)
                 scores = self.predictor.detection_scores(features, logits)
             scores_per_image = scores.split(counts)
             deltas_per_image = deltas.split(counts)
-        for i, proposal in enumerate(proposals):
-            if original_sizes is not None:
-                size = tuple(original_sizes[i])
-            else:
-                size = (round(image_sizes[i][0] / scales[i]), round(image_sizes[i][1] / scales[i]))
+        outputs = []
+        for i, image_boxes in enumerate(boxes):
             if counts[i] == 0:
-                outputs.append(
-                    (proposal.new_zeros((0, 4)), proposal.new_zeros(0), torch.zeros(0, dtype=torch.long))
-                )
+                empty = image_boxes.new_zeros((0, 4))
+                outputs.append((empty, image_boxes.new_zeros(0), torch.zeros(0, dtype=torch.long)))
                 continue
-            boxes = proposal / scales[i]
             with stage("postprocess"):
-                detections = postprocess_detections(
-                    scores_per_image[i],
-                    deltas_per_image[i],
-                    boxes,
-                    size,
-                    box_weights=self.box_weights,
-                    score_threshold=score_threshold,
-                    nms_threshold=nms_threshold,
-                    max_per_image=max_per_image,
+                outputs.append(
+                    postprocess_detections(
+                        scores_per_image[i],
+                        deltas_per_image[i],
+                        image_boxes,
+                        sizes[i],
+                        box_weights=self.box_weights,
+                        **options,
+                    )
                 )
-            outputs.append(detections)
         return outputs
+
+
+def assign_test_scales(boxes: torch.Tensor, scales: Sequence[float], roi_size: float) -> torch.Tensor:
+    """Index of the scale at which each box's area is closest to ``roi_size**2`` (SPPnet), ``[K]`` int64.
+
+    ``boxes`` ``[K, 4]`` are inclusive ``(x1, y1, x2, y2)`` in original pixels (a box is
+    ``x2 - x1 + 1`` pixels wide); ties go to the first scale.
+    """
+    sides = (boxes[:, 2:] - boxes[:, :2] + 1).clamp(min=0).double()
+    area = sides[:, 0] * sides[:, 1]
+    factors = torch.as_tensor(list(scales), dtype=torch.float64, device=boxes.device) ** 2
+    return (area[:, None] * factors[None, :] - float(roi_size) ** 2).abs().argmin(dim=1)
 
 
 def build_detector(config: Config, num_classes: int) -> RegionDetector:
