@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from types import TracebackType
@@ -9,6 +10,21 @@ from types import TracebackType
 import torch
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def release_free_memory() -> None:
+    """Hand memory the C allocator holds but no longer uses back to the system (glibc; else a no-op).
+
+    Without it, the resident set keeps what earlier work (training, another
+    pair) freed, and a peak measured afterwards reports that work's memory.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
 
 
 def resident_bytes() -> int:
@@ -24,8 +40,9 @@ class PeakMemory:
     """``with PeakMemory(device) as peak: ...`` then ``peak.megabytes``: the peak memory during the block.
 
     On the CPU: the process's resident set size, sampled every ``interval``
-    seconds (memory the process already held counts too: it is what the work
-    needs resident). On CUDA: the allocator's peak of allocated device memory.
+    seconds, after freed memory is handed back (memory the process still uses,
+    such as loaded models, counts too: it is what the work needs resident).
+    On CUDA: the allocator's peak of allocated device memory.
     """
 
     def __init__(self, device: str | torch.device = "cpu", interval: float = 0.002) -> None:
@@ -44,6 +61,7 @@ class PeakMemory:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
         else:
+            release_free_memory()
             self._peak = resident_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
