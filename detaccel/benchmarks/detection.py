@@ -26,6 +26,7 @@ from detaccel.config.schema import Config
 from detaccel.data import ImageRecord, read_image
 from detaccel.data.transforms import batch_images
 from detaccel.engine.data import test_transform
+from detaccel.engine.evaluator import detection_options
 from detaccel.evaluation import Detections, evaluate_coco, evaluate_voc, proposal_recall
 from detaccel.models.detector import RegionDetector
 from detaccel.profiling import StageTimer, stage
@@ -69,19 +70,13 @@ class ProfiledDetection:
         self.detector, self.generator = detector, generator
         config = detector.config
         self.transform = test_transform(config)
-        scales = self.transform.resize.scales
-        self.multiscale = len(scales) > 1
         # R²-CNN reads the map at data.test_scale (multi-scale testing includes it).
-        self.primary = scales.index(config.data.test_scale) if self.multiscale else 0
+        self.primary = self.transform.resize.scales.index(config.data.test_scale)
         limits = (config.proposals.max_test, generator.max_proposals)
         self.max_proposals = min(limit for limit in limits if limit is not None)
         self.from_features = isinstance(generator, R2CNN) and generator.network is None
         self.device = model_device(detector)
-        self.options = {
-            "score_threshold": config.eval.score_threshold,
-            "nms_threshold": config.eval.nms_threshold,
-            "max_per_image": config.eval.max_per_image,
-        }
+        self.options = detection_options(config)
 
     @torch.no_grad()
     def __call__(self, record: ImageRecord) -> tuple[Detections, np.ndarray]:
@@ -113,25 +108,9 @@ class ProfiledDetection:
                 )
                 boxes = result.boxes[: self.max_proposals]
         boxes_t = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).to(self.device)
-        original_size = (record.height, record.width)
-        if self.multiscale:
-            out_boxes, scores, labels = model.detect_multiscale(
-                shared,
-                [s.scale for s in samples],
-                boxes_t,
-                original_size,
-                roi_size=self.detector.config.data.test_roi_size,
-                **self.options,
-            )
-        else:
-            out_boxes, scores, labels = model.detect_from_features(
-                shared[0],
-                [boxes_t * primary.scale],
-                sizes,
-                [primary.scale],
-                original_sizes=[original_size],
-                **self.options,
-            )[0]
+        out_boxes, scores, labels = model.detect_multiscale(
+            shared, [s.scale for s in samples], boxes_t, (record.height, record.width), **self.options
+        )
         return Detections(out_boxes.cpu(), scores.cpu(), labels.cpu()), boxes
 
 

@@ -22,6 +22,16 @@ from detaccel.evaluation import Detections, evaluate_detections, write_coco_dete
 from detaccel.models.detector import RegionDetector
 
 
+def detection_options(config: Config) -> dict[str, float]:
+    """Keyword arguments of :meth:`RegionDetector.detect_multiscale` that the configuration sets."""
+    return {
+        "roi_size": config.data.test_roi_size,
+        "score_threshold": config.eval.score_threshold,
+        "nms_threshold": config.eval.nms_threshold,
+        "max_per_image": config.eval.max_per_image,
+    }
+
+
 @torch.no_grad()
 def detect_records(
     model: RegionDetector,
@@ -33,41 +43,23 @@ def detect_records(
     """Detections of every record (this rank runs its share; all ranks get all results) and timings."""
     model.eval()
     transform = test_transform(config)
-    multiscale = len(transform.resize.scales) > 1
-    options = {
-        "score_threshold": config.eval.score_threshold,
-        "nms_threshold": config.eval.nms_threshold,
-        "max_per_image": config.eval.max_per_image,
-    }
+    options = detection_options(config)
     mine: dict[Any, Detections] = {}
     seconds = 0.0
     shard = records[info.rank :: info.world_size]
     for record in tqdm(shard, desc="detect", disable=not (progress and info.is_main), leave=False):
         samples = inference_samples(record, transform)
-        images = [batch_images([s["image"]], model.size_divisibility) for s in samples]
+        images = [batch_images([s["image"]], model.size_divisibility)[0] for s in samples]
+        candidates = record.proposals if record.proposals is not None else np.zeros((0, 4))
+        proposals = torch.tensor(candidates[: config.proposals.max_test], dtype=torch.float32)
         start = time.perf_counter()
-        if multiscale:
-            boxes = record.proposals if record.proposals is not None else np.zeros((0, 4))
-            proposals = torch.tensor(boxes[: config.proposals.max_test], dtype=torch.float32)
-            boxes, scores, labels = model.detect_multiscale(
-                [model.shared_features(batch.to(info.device)) for batch, _ in images],
-                [s["scale"] for s in samples],
-                proposals.to(info.device),
-                (record.height, record.width),
-                roi_size=config.data.test_roi_size,
-                **options,
-            )
-        else:
-            (batch, sizes), sample = images[0], samples[0]
-            proposals = sample.get("proposals", torch.zeros((0, 4)))[: config.proposals.max_test]
-            boxes, scores, labels = model.detect(
-                batch.to(info.device),
-                [proposals.to(info.device)],
-                sizes,
-                [sample["scale"]],
-                original_sizes=[(record.height, record.width)],
-                **options,
-            )[0]
+        boxes, scores, labels = model.detect_multiscale(
+            [model.shared_features(image.to(info.device)) for image in images],
+            [s["scale"] for s in samples],
+            proposals.to(info.device),
+            (record.height, record.width),
+            **options,
+        )
         seconds += time.perf_counter() - start
         mine[record.image_id] = Detections(boxes.cpu(), scores.cpu(), labels.cpu())
     merged: dict[Any, Detections] = {}

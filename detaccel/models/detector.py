@@ -132,16 +132,17 @@ class RegionDetector(nn.Module):
         nms_threshold: float = 0.3,
         max_per_image: int = 100,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Detections of one image from its feature maps at several scales (SPPnet's multi-scale testing).
+        """Detections of one image from its shared features at one or more scales (SPPnet's testing).
 
         ``feature_maps[k]`` is :meth:`shared_features` of the image resized by
         ``scales[k]``; ``proposals`` ``[K, 4]`` are in original pixels. Each RoI is
         pooled on the one map where its scaled area is closest to ``roi_size**2``
         (:func:`assign_test_scales`); head, predictor and post-processing then run
-        on all RoIs together, as in :meth:`detect_from_features`.
+        on all RoIs together, as in :meth:`detect_from_features`. With one scale it
+        is single-scale detection of one image (R-CNN included).
         """
-        if self.roi_features.per_region:
-            raise ValueError("detect_multiscale: R-CNN warps each region; it has no shared feature maps")
+        if self.roi_features.per_region and len(scales) > 1:
+            raise ValueError("detect_multiscale: R-CNN warps each region; it has no maps to choose among")
         if not scales or len(feature_maps) != len(scales):
             raise ValueError(
                 f"detect_multiscale: need one feature map per scale, got {len(feature_maps)} maps "
