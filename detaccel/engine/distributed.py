@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,16 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 
 def shutdown_distributed() -> None:
+    """Leave the process group; every rank waits for the others first.
+
+    Unreachable DistributedDataParallel wrappers (their hooks form reference
+    cycles) are collected first, while the group is alive: left to interpreter
+    exit, their reducers can abort the process ("terminate called without an
+    active exception") after a run that succeeded.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 
