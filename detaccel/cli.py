@@ -15,7 +15,18 @@ from collections.abc import Sequence
 from detaccel import __version__
 
 # Modules of detaccel.commands, in the order their commands are listed.
-COMMAND_MODULES = ("info", "data", "evaluate", "proposals", "train", "eval", "compress", "profile", "bench")
+COMMAND_MODULES = (
+    "info",
+    "data",
+    "evaluate",
+    "proposals",
+    "train",
+    "eval",
+    "detect",
+    "compress",
+    "profile",
+    "bench",
+)
 
 
 class CommandError(Exception):

@@ -124,8 +124,12 @@ def test_forward_shapes_and_empty_proposals(tmp_path, family):
     rois = torch.tensor([[0.0, 1, 1, 30, 20], [1.0, 10, 5, 60, 40], [1.0, 0, 0, 63, 47]])
     logits, deltas = model(images, rois)
     assert logits.shape == (3, 4) and deltas.shape == (3, 16)
-    out = model.detect(
-        images, [torch.zeros((0, 4)), rois[1:, 1:]], [(48, 64), (48, 64)], [1.0, 1.0], score_threshold=0.0
+    model.postprocess_options["score_threshold"] = 0.0
+    out = model.detect_on_maps(
+        [model.shared_features(images)],
+        [[1.0, 1.0]],
+        [torch.zeros((0, 4)), rois[1:, 1:]],
+        [(48, 64), (48, 64)],
     )
     boxes, scores, labels = out[0]
     assert boxes.shape == (0, 4) and scores.shape == (0,) and labels.shape == (0,)

@@ -30,6 +30,7 @@ def model_and_image(tmp_path_factory):
     torch.manual_seed(0)
     config = config_from_dict(tiny_config_dict(tmp_path_factory.mktemp("m"), "sppnet"))
     model = build_detector(config, num_classes=3).eval()
+    model.postprocess_options["score_threshold"] = 0.0
     return model, torch.randn(1, 3, 96, 128)
 
 
@@ -39,27 +40,46 @@ def _resized(image, scale):
 
 
 def _detect_single(model, image, scale, proposals):
+    """Single-scale detection written out: pool the scaled boxes on the resized image's map."""
+    from detaccel.ops import spp_pool
+
     resized = _resized(image, scale)
-    return model.detect_from_features(
-        model.shared_features(resized),
-        [proposals * scale],
-        [tuple(resized.shape[-2:])],
-        [scale],
-        original_sizes=[tuple(image.shape[-2:])],
-        score_threshold=0.0,
-    )[0]
+    shared = model.shared_features(resized)
+    rois = torch.cat((torch.zeros(len(proposals), 1), proposals * scale), dim=1)
+    pooled = spp_pool(shared, rois, model.roi_features.levels, model.roi_features.spatial_scale)
+    return model._detections(pooled, [proposals], [tuple(image.shape[-2:])])[0]
 
 
-def test_multiscale_with_one_scale_equals_single_scale_detection(model_and_image):
+def test_one_scale_equals_single_scale_detection(model_and_image):
     model, image = model_and_image
     proposals = torch.tensor([[4.0, 6, 60, 50], [30, 20, 120, 90], [0, 0, 20, 12]])
     single = _detect_single(model, image, 1.0, proposals)
-    multi = model.detect_multiscale(
-        [model.shared_features(image)], [1.0], proposals, tuple(image.shape[-2:]), score_threshold=0.0
+    (multi,) = model.detect_on_maps(
+        [model.shared_features(image)], [[1.0]], [proposals], [tuple(image.shape[-2:])]
     )
     assert len(single[0]) > 0
     for a, b in zip(single, multi, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_a_batch_gives_each_image_its_own_detections(model_and_image):
+    model, image = model_and_image
+    other = torch.randn(1, 3, 96, 128)
+    first = torch.tensor([[4.0, 6, 60, 50], [30, 20, 120, 90]])
+    second = torch.tensor([[10.0, 40, 50, 70]])
+    batch = model.detect_on_maps(
+        [model.shared_features(torch.cat((image, other)))],
+        [[1.0, 1.0]],
+        [first, second],
+        [(96, 128), (96, 128)],
+    )
+    alone = [
+        model.detect_on_maps([model.shared_features(x)], [[1.0]], [p], [(96, 128)])[0]
+        for x, p in ((image, first), (other, second))
+    ]
+    for together, single in zip(batch, alone, strict=True):
+        for a, b in zip(together, single, strict=True):
+            torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize(("roi_size", "chosen"), [(1e4, 1), (1.0, 0)])
@@ -68,9 +88,8 @@ def test_each_roi_is_pooled_on_its_assigned_scale(model_and_image, roi_size, cho
     scales = [0.75, 1.5]
     proposals = torch.tensor([[4.0, 6, 60, 50], [30, 20, 120, 90], [10, 40, 50, 70]])
     maps = [model.shared_features(_resized(image, s)) for s in scales]
-    multi = model.detect_multiscale(
-        maps, scales, proposals, tuple(image.shape[-2:]), roi_size=roi_size, score_threshold=0.0
-    )
+    model.roi_size = roi_size
+    (multi,) = model.detect_on_maps(maps, [[s] for s in scales], [proposals], [tuple(image.shape[-2:])])
     expected = _detect_single(model, image, scales[chosen], proposals)
     other = _detect_single(model, image, scales[1 - chosen], proposals)
     for a, b in zip(expected, multi, strict=True):
@@ -81,9 +100,11 @@ def test_each_roi_is_pooled_on_its_assigned_scale(model_and_image, roi_size, cho
 def test_multiscale_bad_arguments(model_and_image):
     model, image = model_and_image
     with pytest.raises(ValueError, match="one feature map per scale"):
-        model.detect_multiscale([model.shared_features(image)], [1.0, 2.0], torch.zeros(0, 4), (96, 128))
-    boxes, scores, labels = model.detect_multiscale(
-        [model.shared_features(image)], [1.0], torch.zeros(0, 4), (96, 128)
+        model.detect_on_maps([model.shared_features(image)], [[1.0], [2.0]], [torch.zeros(0, 4)], [(96, 128)])
+    with pytest.raises(ValueError, match="one entry per image"):
+        model.detect_on_maps([model.shared_features(image)], [[1.0, 1.0]], [torch.zeros(0, 4)], [(96, 128)])
+    ((boxes, scores, labels),) = model.detect_on_maps(
+        [model.shared_features(image)], [[1.0]], [torch.zeros(0, 4)], [(96, 128)]
     )
     assert boxes.shape == (0, 4) and scores.shape == (0,) and labels.shape == (0,)
 
@@ -124,24 +145,22 @@ def test_sppnet_trains_and_evaluates_at_several_scales(tmp_path):
 
 
 @pytest.mark.parametrize("generator_name", ["sliding_window", "r2cnn"])
-def test_benchmark_pipeline_runs_the_backbone_once_per_scale(tmp_path, generator_name):
-    from detaccel.benchmarks.detection import LoadedDetector, ProfiledDetection, feature_r2cnn
+def test_the_pipeline_runs_the_backbone_once_per_scale(tmp_path, generator_name):
+    from detaccel.benchmarks.detection import detect_image
     from detaccel.engine.data import load_split
-    from detaccel.proposals import build_generator
 
     root = tiny_dataset(tmp_path / "data")
     config = tiny_config(root, "sppnet", data={"test_scales": [48, 72, 96], "test_roi_size": 32})
     dataset = load_split(config, "test")
     model = build_detector(config, len(dataset.class_names)).eval()
-    detector = LoadedDetector("sppnet", config, model, tuple(dataset.class_names))
     if generator_name == "r2cnn":
-        generator = feature_r2cnn(detector, {"max_proposals": 12})
+        model.set_proposal_generator("r2cnn", {"max_proposals": 12})
     else:
-        generator = build_generator("sliding_window", scales=[16, 32], max_proposals=12)
+        model.set_proposal_generator("sliding_window", {"scales": [16, 32], "max_proposals": 12})
     calls = []
     model.backbone.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape[-2:])))
     record = dataset.records[0]
-    detections, proposals = ProfiledDetection(detector, generator)(record)
+    detections, proposals = detect_image(model, record)
     # One backbone pass per test scale (96x72 images: shorter side 48, 72, 96), none for R²-CNN.
     assert sorted(calls) == [(48, 64), (72, 96), (96, 128)]
     assert 0 < len(proposals) <= 12

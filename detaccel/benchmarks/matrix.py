@@ -19,9 +19,8 @@ from typing import Any
 
 import yaml
 
-from detaccel.benchmarks.detection import LoadedDetector, feature_r2cnn, run_pair
+from detaccel.benchmarks.detection import LoadedDetector, run_pair
 from detaccel.profiling import plot_stacked_bars, summary_csv, summary_markdown
-from detaccel.proposals import build_generator
 
 MATRIX_KEYS = {"images", "warmup", "detectors", "generators"}
 DETECTOR_KEYS = {"config", "overrides", "from", "svd"}
@@ -192,12 +191,11 @@ def run_matrix(
                     print(f"{det_name} + {gen_name}: reusing {path}")
                     results.append(saved)
                     continue
-            generator = (
-                feature_r2cnn(detector, params)
-                if gen_name == "r2cnn"
-                else build_generator(gen_name, **params)
-            )
-            figures, timer = run_pair(detector, gen_name, generator, records, spec.warmup, progress)
+            try:
+                detector.model.set_proposal_generator(gen_name, params)
+            except ValueError as error:
+                raise MatrixError(f"generators.{gen_name} on detector {det_name!r}: {error}") from None
+            figures, timer = run_pair(detector, gen_name, records, spec.warmup, progress)
             stage_dir = out_dir / "stages"
             stage_dir.mkdir(exist_ok=True)
             summary = timer.summary()

@@ -40,3 +40,30 @@ def add_config_arguments(parser) -> None:
 
 def default_out_dir(config_path: str | None) -> Path:
     return Path("outputs") / (Path(config_path).stem if config_path else "run")
+
+
+def add_generator_argument(parser) -> None:
+    parser.add_argument(
+        "--generator",
+        metavar="NAME",
+        help="proposal generator to run with (default: the configuration's proposals.name); r2cnn reads "
+        "the detector's own features",
+    )
+
+
+def use_generator(model, config, name: str | None) -> str:
+    """Put generator ``name`` in ``model``'s proposal slot (the configured one's parameters when it is
+    the configured generator); returns the name now in use."""
+    from detaccel.cli import CommandError
+    from detaccel.proposals.registry import canonical_name
+
+    if name is None or canonical_name(name) == canonical_name(config.proposals.name):
+        name = config.proposals.name
+        params = config.proposals.params
+    else:
+        params = {}
+    try:
+        model.set_proposal_generator(name, params)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"--generator {name}: {error}") from None
+    return canonical_name(name)

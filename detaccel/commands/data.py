@@ -6,7 +6,8 @@ import argparse
 import json
 import time
 
-from detaccel.commands._dataset_args import add_dataset_arguments, json_safe, load_from_args, skipped_line
+from detaccel.commands._dataset_args import add_dataset_arguments, load_from_args, skipped_line
+from detaccel.serialization import json_safe
 
 
 def run_synth(args: argparse.Namespace) -> int:

@@ -1,23 +1,34 @@
-"""``detaccel eval``: run a trained (or compressed) checkpoint on a split; write detections and metrics."""
+"""``detaccel eval``: run a trained (or compressed) checkpoint on a split; write its detections and metrics.
+
+(``detaccel score`` scores result files that already exist, without a model.)
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from detaccel.commands._model_args import add_config_arguments, as_command_errors
+from detaccel.commands._model_args import (
+    add_config_arguments,
+    add_generator_argument,
+    as_command_errors,
+    use_generator,
+)
 
 
 def run(args: argparse.Namespace) -> int:
     from detaccel.config import load_config
     from detaccel.engine import CheckpointError, init_distributed, shutdown_distributed
-    from detaccel.engine.data import load_split, with_proposals
+    from detaccel.engine.data import load_split, records_for_model
     from detaccel.engine.evaluator import evaluate_model
     from detaccel.engine.loading import load_detector
 
     with as_command_errors():
         config = load_config(args.config, args.overrides) if args.config else None
         config, model, class_names = load_detector(args.checkpoint, config)
+        generator = use_generator(model, config, args.generator)
+        if generator != config.proposals.name:
+            config.proposals.name, config.proposals.params = generator, {}
         info = init_distributed(args.device)
         try:
             model.to(info.device)
@@ -30,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / f"eval_{split}"
             cache = Path(config.proposals.cache_dir) if config.proposals.cache_dir else out / "proposals"
-            records = with_proposals(config, dataset, cache, info)
+            records = records_for_model(config, dataset, model, cache, info, not args.no_progress)
             evaluate_model(model, dataset, records, config, info, out, progress=not args.no_progress)
         finally:
             shutdown_distributed()
@@ -39,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate a checkpoint: detections (VOC/COCO files) and metrics"
+        "eval",
+        help="run a checkpoint on a dataset split: write its detections (VOC/COCO files) and metrics",
     )
     add_config_arguments(parser)
+    add_generator_argument(parser)
     parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint (trained or compressed)")
     parser.add_argument("--split", help="dataset split (default: data.test_split)")
     parser.add_argument("--out", help="output directory (default: eval_<split> next to the checkpoint)")

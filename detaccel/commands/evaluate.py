@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from detaccel.commands._dataset_args import add_dataset_arguments, json_safe, load_from_args, skipped_line
+from detaccel.commands._dataset_args import add_dataset_arguments, load_from_args, skipped_line
+from detaccel.serialization import json_safe
 
 
 def _fmt(value: float) -> str:
@@ -132,8 +133,10 @@ def register(subparsers) -> None:
     from detaccel.evaluation.evaluate import METRICS
 
     parser = subparsers.add_parser(
-        "evaluate",
-        help="score detections (VOC comp4 files or COCO results JSON) or proposals against a dataset",
+        "score",
+        aliases=["evaluate"],
+        help="score result files (VOC comp4 detections, a COCO results JSON, or proposals) against a "
+        "dataset's annotations; runs no model (to run a checkpoint, use eval)",
     )
     add_dataset_arguments(parser)
     parser.add_argument(

@@ -8,16 +8,15 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from detaccel.benchmarks.detection import LoadedDetector, ProfiledDetection, feature_r2cnn, run_pair
+    from detaccel.benchmarks.detection import LoadedDetector, detect_image, run_pair
     from detaccel.cli import CommandError
-    from detaccel.commands._model_args import as_command_errors
+    from detaccel.commands._model_args import as_command_errors, use_generator
     from detaccel.commands.bench import data_overrides
     from detaccel.config import load_config
     from detaccel.engine import init_distributed
     from detaccel.engine.data import load_split
     from detaccel.engine.loading import load_detector
     from detaccel.profiling import chrome_trace, plot_stacked_bars, summary_csv, summary_markdown
-    from detaccel.proposals import build_generator
 
     if not Path(args.checkpoint).is_file():
         raise CommandError(f"--checkpoint {args.checkpoint}: no such file")
@@ -26,22 +25,10 @@ def run(args: argparse.Namespace) -> int:
         config, model, class_names = load_detector(args.checkpoint, config)
         device = init_distributed(args.device).device
         detector = LoadedDetector(config.model.family, config, model.to(device), class_names)
-        try:
-            generator = (
-                feature_r2cnn(detector, {})
-                if args.generator == "r2cnn"
-                else build_generator(
-                    args.generator,
-                    **(config.proposals.params if args.generator == config.proposals.name else {}),
-                )
-            )
-        except ValueError as error:
-            raise CommandError(str(error)) from None
+        generator_name = use_generator(model, config, args.generator)
         dataset = load_split(config, config.data.test_split, init_distributed("cpu"))
         records = list(dataset.records)[: args.images]
-        figures, timer = run_pair(
-            detector, args.generator, generator, records, args.warmup, not args.no_progress
-        )
+        figures, timer = run_pair(detector, generator_name, records, args.warmup, not args.no_progress)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = timer.summary()
@@ -49,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
     (out / "stages.csv").write_text(summary_csv(summary))
     table = summary_markdown(summary)
     (out / "stages.md").write_text(table)
-    plot_stacked_bars({f"{detector.name}\n{args.generator}": summary}, out / "stages.png")
+    plot_stacked_bars({f"{detector.name}\n{generator_name}": summary}, out / "stages.png")
     if args.trace:
-        pipeline = ProfiledDetection(detector, generator)
-        chrome_trace(lambda: pipeline(records[0]), out / "trace.json", device=device)
+        chrome_trace(lambda: detect_image(model, records[0]), out / "trace.json", device=device)
     print(table)
     print(
         f"{1e3 * figures['seconds_per_image']:.1f} ms/image over {len(records)} images "
@@ -62,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from detaccel.commands._model_args import add_config_arguments
+    from detaccel.commands._model_args import add_config_arguments, add_generator_argument
     from detaccel.commands.bench import add_data_arguments
 
     parser = subparsers.add_parser(
@@ -71,9 +57,7 @@ def register(subparsers) -> None:
     )
     add_config_arguments(parser)
     parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint")
-    parser.add_argument(
-        "--generator", default="selective_search", help="proposal generator (default: selective_search)"
-    )
+    add_generator_argument(parser)
     parser.add_argument("--images", type=int, default=20, help="images to profile (default: 20)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up images, not counted (default: 2)")
     parser.add_argument(

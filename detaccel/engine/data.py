@@ -31,7 +31,7 @@ from detaccel.data import (
     write_synthetic,
 )
 from detaccel.data.samples import DetectionSamples, collate_samples
-from detaccel.data.transforms import InferenceTransform, Resize, TrainTransform
+from detaccel.data.transforms import Resize, TrainTransform
 from detaccel.engine.distributed import DistInfo, barrier, batch_indices, epoch_shard
 from detaccel.evaluation import read_proposals, write_proposals
 
@@ -112,15 +112,34 @@ def compute_proposals(config: Config, records: Sequence[ImageRecord], progress: 
     return out
 
 
+def records_for_model(
+    config: Config,
+    dataset: DetectionDataset,
+    model: Any,
+    cache_dir: Path,
+    info: DistInfo | None = None,
+    progress: bool = True,
+) -> list[ImageRecord]:
+    """The records ``model`` trains or is evaluated on: carrying cached proposals where its generator's
+    boxes depend on the image alone, as they are where it computes them from its own features."""
+    if model.proposal_generator.cacheable:
+        return with_proposals(config, dataset, cache_dir, info, progress)
+    return list(dataset.records)
+
+
 def with_proposals(
-    config: Config, dataset: DetectionDataset, cache_dir: Path, info: DistInfo | None = None
+    config: Config,
+    dataset: DetectionDataset,
+    cache_dir: Path,
+    info: DistInfo | None = None,
+    progress: bool = True,
 ) -> list[ImageRecord]:
     """The dataset's records carrying proposals, computed once and cached under ``cache_dir``."""
     path = _cache_path(config, dataset, cache_dir)
     main = info is None or info.is_main
     if not path.is_file() and main:
         start = time.perf_counter()
-        proposals = compute_proposals(config, dataset.records, progress=True)
+        proposals = compute_proposals(config, dataset.records, progress=progress)
         write_proposals(path, dataset.records, proposals)
         seconds = time.perf_counter() - start
         print(
@@ -142,16 +161,13 @@ def with_proposals(
     return out
 
 
-def test_transform(config: Config) -> InferenceTransform:
-    """Test-time resizing: each of ``data.test_scales`` (multi-scale testing), else ``data.test_scale``."""
-    scales = config.data.test_scales or [config.data.test_scale]
-    return InferenceTransform(Resize(tuple(scales), config.data.max_size))
-
-
-def train_transform(config: Config) -> TrainTransform:
+def train_transform(config: Config, mean: Sequence[float], std: Sequence[float]) -> TrainTransform:
+    """Training resizing and flipping of ``config.data``, normalised with the backbone's ``mean``/``std``."""
     return TrainTransform(
         Resize(tuple(config.data.train_scales), config.data.max_size),
         flip_probability=0.5 if config.data.flip else 0.0,
+        mean=mean,
+        std=std,
     )
 
 
@@ -186,13 +202,18 @@ class _IterationBatches(torch.utils.data.Sampler):
 
 
 def image_batches(
-    config: Config, records: Sequence[ImageRecord], start: int, info: DistInfo, size_divisibility: int
+    config: Config,
+    records: Sequence[ImageRecord],
+    start: int,
+    info: DistInfo,
+    transform: TrainTransform,
+    size_divisibility: int,
 ) -> Iterator[dict[str, Any]]:
     """Image-centric batches from iteration ``start`` to ``train.max_iter``.
 
     Each rank reads its own shard of every epoch (see :func:`batch_indices`).
     """
-    samples = _EpochSamples(DetectionSamples(records, train_transform(config), seed=config.train.seed))
+    samples = _EpochSamples(DetectionSamples(records, transform, seed=config.train.seed))
     sampler = _IterationBatches(
         start, config.train.max_iter, config.train.images_per_batch, len(records), info, config.train.seed
     )
@@ -211,7 +232,9 @@ class RegionPool:
     """R-CNN's region-centric sampling: windows (proposals and ground truth) of this rank's images,
     split into foreground and background by IoU, drawn uniformly across images each iteration."""
 
-    def __init__(self, config: Config, records: Sequence[ImageRecord], info: DistInfo) -> None:
+    def __init__(
+        self, config: Config, records: Sequence[ImageRecord], info: DistInfo, transform: TrainTransform
+    ) -> None:
         from detaccel.models.sampling import pixel_iou
 
         train = config.train
@@ -236,7 +259,7 @@ class RegionPool:
         self.fg, self.bg = fg, bg
         self.num_fg = min(round(train.fg_fraction * train.regions_per_batch), len(fg)) if fg else 0
         self.num_bg = train.regions_per_batch - self.num_fg
-        self.transform = train_transform(config)
+        self.transform = transform
         self.info = info
 
     def batch(self, iteration: int, size_divisibility: int) -> dict[str, Any]:

@@ -8,60 +8,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from detaccel.config.schema import Config
-from detaccel.data import DetectionDataset, ImageRecord
-from detaccel.data.samples import inference_samples
-from detaccel.data.transforms import batch_images
-from detaccel.engine.data import test_transform
+from detaccel.data import DetectionDataset, ImageRecord, read_image
 from detaccel.engine.distributed import DistInfo, all_gather_objects
 from detaccel.evaluation import Detections, evaluate_detections, write_coco_detections, write_voc_detections
 from detaccel.models.detector import RegionDetector
-
-
-def detection_options(config: Config) -> dict[str, float]:
-    """Keyword arguments of :meth:`RegionDetector.detect_multiscale` that the configuration sets."""
-    return {
-        "roi_size": config.data.test_roi_size,
-        "score_threshold": config.eval.score_threshold,
-        "nms_threshold": config.eval.nms_threshold,
-        "max_per_image": config.eval.max_per_image,
-    }
+from detaccel.serialization import json_safe
 
 
 @torch.no_grad()
 def detect_records(
     model: RegionDetector,
     records: list[ImageRecord],
-    config: Config,
     info: DistInfo,
     progress: bool = True,
 ) -> tuple[dict[Any, Detections], dict[str, float]]:
-    """Detections of every record (this rank runs its share; all ranks get all results) and timings."""
+    """Detections of every record through :meth:`RegionDetector.predict` (this rank runs its share;
+    all ranks get all results) and timings.
+
+    Records that carry proposals (cached for the split) use them; the others get the
+    model's proposal generator's.
+    """
     model.eval()
-    transform = test_transform(config)
-    options = detection_options(config)
     mine: dict[Any, Detections] = {}
     seconds = 0.0
     shard = records[info.rank :: info.world_size]
     for record in tqdm(shard, desc="detect", disable=not (progress and info.is_main), leave=False):
-        samples = inference_samples(record, transform)
-        images = [batch_images([s["image"]], model.size_divisibility)[0] for s in samples]
-        candidates = record.proposals if record.proposals is not None else np.zeros((0, 4))
-        proposals = torch.tensor(candidates[: config.proposals.max_test], dtype=torch.float32)
+        image = read_image(record.file_path)
         start = time.perf_counter()
-        boxes, scores, labels = model.detect_multiscale(
-            [model.shared_features(image.to(info.device)) for image in images],
-            [s["scale"] for s in samples],
-            proposals.to(info.device),
-            (record.height, record.width),
-            **options,
-        )
+        (prediction,) = model.predict([image], [record.proposals], [record.image_id])
         seconds += time.perf_counter() - start
-        mine[record.image_id] = Detections(boxes.cpu(), scores.cpu(), labels.cpu())
+        mine[record.image_id] = Detections(prediction.boxes, prediction.scores, prediction.labels)
     merged: dict[Any, Detections] = {}
     timings = {"seconds": 0.0, "images": 0}
     for part, part_seconds, count in all_gather_objects(info, (mine, seconds, len(shard))):
@@ -82,7 +62,7 @@ def evaluate_model(
     progress: bool = True,
 ) -> dict[str, Any] | None:
     """Detect, write VOC and COCO result files and the metrics (rank 0), return the report there."""
-    detections, timings = detect_records(model, records, config, info, progress)
+    detections, timings = detect_records(model, records, info, progress)
     if not info.is_main:
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,22 +78,17 @@ def evaluate_model(
         "timing": timings,
         "metrics": results,
     }
-    (out_dir / "eval.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n", encoding="utf-8")
+    (out_dir / "eval.json").write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")
     print_report(report, file=sys.stdout)
     return report
-
-
-def _json_safe(value: Any) -> Any:
-    from detaccel.commands._dataset_args import json_safe
-
-    return json_safe(value)
 
 
 def print_report(report: dict[str, Any], file: Any = sys.stdout) -> None:
     timing = report["timing"]
     print(
         f"evaluated {report['images']} images of {report['split']!r}: "
-        f"{timing['seconds_per_image'] * 1000:.1f} ms/image (network and post-processing)",
+        f"{timing['seconds_per_image'] * 1000:.1f} ms/image (preprocessing to post-processing; "
+        "proposals included unless cached)",
         file=file,
     )
     for metric, result in report["metrics"].items():

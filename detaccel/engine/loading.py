@@ -35,7 +35,7 @@ def load_detector(
         check_same_architecture(compare, config, str(checkpoint_path))
         config.head.svd_ranks = dict(saved.head.svd_ranks)
     config.backbone.weights = None  # the checkpoint holds every weight
-    model = build_detector(config, len(checkpoint["class_names"]))
+    model = build_detector(config, len(checkpoint["class_names"]), checkpoint["class_names"])
     load_model_state(model, checkpoint["model"], str(checkpoint_path))
     model.eval()
     return config, model, tuple(checkpoint["class_names"])

@@ -48,7 +48,9 @@ def _fit(features: torch.Tensor, targets: torch.Tensor, c: float, init: torch.Te
 def _collect(
     model: RegionDetector, records: Sequence[ImageRecord], config: Config, info: DistInfo, progress: bool
 ):
-    transform = InferenceTransform(Resize((config.data.test_scale,), config.data.max_size))
+    transform = InferenceTransform(
+        Resize((config.data.test_scale,), config.data.max_size), model.pixel_mean, model.pixel_std
+    )
     features, ious, gt_labels = [], [], []
     for record in tqdm(records, desc="svm features", disable=not progress, leave=False):
         sample = inference_samples(record, transform)[0]

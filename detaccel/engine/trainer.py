@@ -25,7 +25,7 @@ from detaccel.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from detaccel.engine.data import RegionPool, image_batches, load_split, with_proposals
+from detaccel.engine.data import RegionPool, image_batches, load_split, records_for_model, train_transform
 from detaccel.engine.distributed import DistInfo, all_gather_objects, barrier
 from detaccel.engine.logging import MetricsWriter, plot_loss_curve
 from detaccel.models.detector import RegionDetector, build_detector
@@ -180,6 +180,21 @@ class Trainer:
             targets.append(sampled.targets)
         return torch.cat(rois), torch.cat(labels), torch.cat(targets)
 
+    def _feature_rois(self, model: RegionDetector, batch: dict[str, Any], iteration: int, sampled: list):
+        """A function of the batch's proposal map that proposes with R²-CNN (current weights), samples
+        the training RoIs among the proposals and ground truth, and leaves ``[labels, targets]`` in
+        ``sampled``."""
+
+        def rois(proposal_map: torch.Tensor) -> torch.Tensor:
+            sizes = batch["image_sizes"]
+            boxes = model.proposal_generator.propose_from_features(proposal_map, sizes, [1.0] * len(sizes))
+            batch["proposals"] = [torch.from_numpy(b) for b in boxes]
+            chosen, labels, targets = self._image_centric_step(batch, iteration)
+            sampled.extend((labels, targets))
+            return chosen.to(proposal_map.device)
+
+        return rois
+
     def _region_centric_step(self, batch: dict[str, Any]):
         config = self.config
         by_slot: dict[int, list[int]] = defaultdict(list)
@@ -206,8 +221,14 @@ class Trainer:
         config, info = self.config, self.info
         self._seed()
         dataset = load_split(config, config.data.train_split, info)
-        records = with_proposals(config, dataset, self.cache_dir(), info)
-        model = build_detector(config, len(dataset.class_names)).to(info.device)
+        model = build_detector(config, len(dataset.class_names), dataset.class_names).to(info.device)
+        from_features = not model.proposal_generator.cacheable
+        if from_features and model.roi_features.per_region:
+            raise ValueError(
+                "R-CNN samples its training regions once from cached proposals; R²-CNN on the model's own "
+                "features trains SPPnet and Fast R-CNN (give R-CNN an image-based generator)"
+            )
+        records = records_for_model(config, dataset, model, self.cache_dir(), info, self.progress)
         if model.predictor.svm is not None:
             model.predictor.svm.requires_grad_(False)  # trained after fine-tuning (engine.svm)
         optimizer = build_optimizer(config, model)
@@ -239,9 +260,12 @@ class Trainer:
             if info.is_main
             else None
         )
-        region_pool = RegionPool(config, records, info) if model.roi_features.per_region else None
+        transform = train_transform(config, model.pixel_mean, model.pixel_std)
+        region_pool = RegionPool(config, records, info, transform) if model.roi_features.per_region else None
         batches = (
-            None if region_pool else image_batches(config, records, start, info, model.size_divisibility)
+            None
+            if region_pool
+            else image_batches(config, records, start, info, transform, model.size_divisibility)
         )
         model.train()
         window: dict[str, list[float]] = defaultdict(list)
@@ -259,9 +283,17 @@ class Trainer:
                 rois, labels, targets = self._region_centric_step(batch)
             else:
                 batch = next(batches)
-                rois, labels, targets = self._image_centric_step(batch, iteration)
+                if not from_features:
+                    rois, labels, targets = self._image_centric_step(batch, iteration)
             images = batch["images"].to(info.device)
-            class_logits, box_deltas = wrapped(images, rois.to(info.device))
+            if from_features:
+                sampled: list[torch.Tensor] = []
+                class_logits, box_deltas = wrapped(
+                    images, self._feature_rois(model, batch, iteration, sampled)
+                )
+                labels, targets = sampled
+            else:
+                class_logits, box_deltas = wrapped(images, rois.to(info.device))
             losses = detection_loss(
                 class_logits,
                 box_deltas,
@@ -321,7 +353,7 @@ class Trainer:
         }
         if train.eval_after_training:
             test = load_split(config, config.data.test_split, info)
-            test_records = with_proposals(config, test, self.cache_dir(), info)
+            test_records = records_for_model(config, test, model, self.cache_dir(), info, self.progress)
             result["eval"] = evaluate_model_report(
                 model, test, test_records, config, info, self.out_dir, self.progress
             )

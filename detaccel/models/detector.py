@@ -1,37 +1,88 @@
-"""A region-based detector as a composition: backbone, RoI features, FC head, predictor, post-processing."""
+"""A region-based detector as one forward: backbone, proposal generator, RoI features, head, predictor.
+
+:meth:`RegionDetector.predict` is the one inference path (evaluation, the
+benchmark, the profiler and ``detaccel detect`` all call it): RGB images →
+preprocess → backbone → proposals → RoI features → head → predictor →
+post-process, each stage timed by :mod:`detaccel.profiling`. Training calls
+:meth:`RegionDetector.forward` with RoIs, or with a function that samples them
+from the proposals of the batch's own feature map (R²-CNN on the current weights).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from detaccel.config.schema import Config
+from detaccel.data.transforms import PIXEL_MEAN, PIXEL_STD, InferenceTransform, Resize, batch_images
 from detaccel.models.backbones import build_backbone
 from detaccel.models.heads import FCHead
 from detaccel.models.postprocess import postprocess_detections
 from detaccel.models.predictor import Predictor
+from detaccel.models.proposal_generator import (
+    FeatureProposals,
+    ProposalSource,
+    build_proposal_source,
+    proposal_source_from_config,
+)
 from detaccel.models.roi_features import build_roi_features
 from detaccel.profiling import stage
 
+RoIs = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
-class RegionDetector(nn.Module):
-    """R-CNN, SPPnet or Fast R-CNN, depending on the RoI feature extractor.
 
-    ``forward(images, rois)`` returns class logits ``[K, N + 1]`` and box
-    deltas ``[K, 4 * (N + 1)]`` for RoIs ``[K, 5]`` in the images' pixels;
-    :meth:`detect` adds post-processing for inference.
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Detections of one image in its original pixels, and the proposals they came from.
+
+    ``labels`` index :attr:`RegionDetector.class_names`; ``proposals`` ``[K, 4]``
+    are the boxes the detector scored (after the ``max_test`` cap).
     """
 
-    def __init__(self, config: Config, num_classes: int) -> None:
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    proposals: np.ndarray
+    image_size: tuple[int, int]
+
+
+def _check_image(image: np.ndarray, index: int) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(
+            f"predict: image {index}: expected an RGB uint8 array [H, W, 3], got {shape} {dtype}"
+        )
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f"predict: image {index} is empty ({image.shape[0]}x{image.shape[1]})")
+    return image
+
+
+class RegionDetector(nn.Module):
+    """R-CNN, SPPnet or Fast R-CNN (by the RoI feature extractor) with its proposal generator.
+
+    Members, in the order of the forward: ``backbone``, ``proposal_generator``
+    (:mod:`detaccel.models.proposal_generator`), ``roi_features``, ``head``,
+    ``predictor``. Test-time resizing, normalisation (the backbone's own
+    ``pixel_mean``/``pixel_std``) and post-processing come from the configuration.
+    """
+
+    def __init__(self, config: Config, num_classes: int, class_names: Sequence[str] | None = None) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError("a detector needs at least one class")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{num_classes} classes but {len(class_names)} class names")
         self.num_classes = num_classes
+        self.class_names = tuple(class_names) if class_names is not None else None
         self.family = config.model.family
         self.box_weights = tuple(config.model.box_weights)
         self.backbone = build_backbone(config.backbone)
+        self.proposal_generator: ProposalSource = proposal_source_from_config(config.proposals, self.backbone)
         self.roi_features = build_roi_features(
             config.roi_feature_type, config.roi_features, self.backbone.out_channels, self.backbone.stride
         )
@@ -39,143 +90,215 @@ class RegionDetector(nn.Module):
             self.roi_features.output_dim, config.head.fc_dims, config.head.dropout, config.head.svd_ranks
         )
         self.predictor = Predictor(self.head.out_dim, num_classes, svm=config.model.classifier == "svm")
+        self.pixel_mean = tuple(getattr(self.backbone, "pixel_mean", PIXEL_MEAN))
+        self.pixel_std = tuple(getattr(self.backbone, "pixel_std", PIXEL_STD))
+        self.configure_inference(config)
+
+    def configure_inference(self, config: Config) -> None:
+        """Take test scales, the proposal cap and post-processing options from ``config``."""
+        data = config.data
+        scales = tuple(data.test_scales or [data.test_scale])
+        self.test_transform = InferenceTransform(
+            Resize(scales, data.max_size), self.pixel_mean, self.pixel_std
+        )
+        # Feature-based proposals read the map at data.test_scale (or the test scale nearest to it).
+        self.proposal_scale = min(range(len(scales)), key=lambda k: abs(scales[k] - data.test_scale))
+        self.roi_size = float(data.test_roi_size)
+        self.max_test = config.proposals.max_test
+        self.postprocess_options = {
+            "score_threshold": config.eval.score_threshold,
+            "nms_threshold": config.eval.nms_threshold,
+            "max_per_image": config.eval.max_per_image,
+        }
+
+    def set_proposal_generator(self, name: str, params: dict | None = None) -> ProposalSource:
+        """Put generator ``name`` with ``params`` in the proposal slot (capped at ``proposals.max_test``)."""
+        self.proposal_generator = build_proposal_source(name, params or {}, self.backbone, self.max_test)
+        return self.proposal_generator
 
     @property
     def size_divisibility(self) -> int:
         return 1 if self.roi_features.per_region else self.backbone.stride
 
-    def region_features(self, images: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        """fc7 features ``[K, D]`` of each RoI."""
-        return self._head(self.roi_features(images, rois, self.backbone))
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
-    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
-        with stage("head"):
-            return self.head(pooled)
-
-    def forward(self, images: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.region_features(images, rois)
-        with stage("predictor"):
-            return self.predictor(features)
+    # -- shared pieces ----------------------------------------------------------
 
     def shared_features(self, images: torch.Tensor) -> torch.Tensor:
         """What all RoIs of an image share: the last conv map (SPPnet, Fast R-CNN) or the image (R-CNN)."""
         return self.roi_features.image_features(images, self.backbone)
 
-    @torch.no_grad()
-    def detect(
-        self,
-        images: torch.Tensor,
-        proposals: Sequence[torch.Tensor],
-        image_sizes: Sequence[tuple[int, int]],
-        scales: Sequence[float],
-        **options,
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Detections per image: :meth:`detect_from_features` on this batch's :meth:`shared_features`."""
-        return self.detect_from_features(
-            self.shared_features(images), proposals, image_sizes, scales, **options
-        )
+    def _maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(shared features, the map the proposal generator reads)`` in one backbone pass where possible."""
+        generator = self.proposal_generator
+        name = generator.stage if isinstance(generator, FeatureProposals) else "out"
+        if self.roi_features.per_region:  # R-CNN: the image is shared; R²-CNN needs a whole-image pass
+            with stage("backbone"), torch.no_grad():
+                return images, self._stage_map(images, name)
+        if name == "out":
+            shared = self.shared_features(images)
+            return shared, shared
+        with stage("backbone"):
+            maps = self.backbone.forward_stages(images, [name])
+        return maps["out"], maps[name]
 
-    @torch.no_grad()
-    def detect_from_features(
-        self,
-        shared: torch.Tensor,
-        proposals: Sequence[torch.Tensor],
-        image_sizes: Sequence[tuple[int, int]],
-        scales: Sequence[float],
-        *,
-        score_threshold: float = 0.05,
-        nms_threshold: float = 0.3,
-        max_per_image: int = 100,
-        original_sizes: Sequence[tuple[int, int]] | None = None,
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Detections per image, in original-image pixels: ``(boxes, scores, labels)``.
+    def _stage_map(self, images: torch.Tensor, name: str) -> torch.Tensor:
+        return self.backbone(images) if name == "out" else self.backbone.forward_stages(images, [name])[name]
 
-        ``shared`` is :meth:`shared_features` of the (resized, normalised,
-        batched) images. ``proposals[i]`` are image ``i``'s boxes in the resized image's pixels;
-        ``scales[i]`` is the resize factor; ``original_sizes`` (height, width)
-        clip the output (default: the resized sizes divided by the scale).
-        An image without proposals gets no detections.
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
+        with stage("head"):
+            return self.head(pooled)
+
+    def region_features(self, images: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """fc7 features ``[K, D]`` of each RoI ``[K, 5]`` (rows ``(batch_index, x1, y1, x2, y2)``)."""
+        return self._head(self.roi_features(images, rois, self.backbone))
+
+    # -- training ---------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor, rois: RoIs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits ``[K, N + 1]`` and box deltas ``[K, 4 * (N + 1)]`` of RoIs in the batch's pixels.
+
+        ``rois`` is ``[K, 5]``, or a function that receives the map the proposal
+        generator reads (this batch, current weights) and returns the RoIs to
+        train on: the backbone then runs once for both.
         """
+        if callable(rois):
+            shared, proposal_map = self._maps(images)
+            rois = rois(proposal_map)
+            pooled = self.roi_features.pool(shared, rois.to(shared.dtype), self.backbone)
+            features = self._head(pooled)
+        else:
+            features = self.region_features(images, rois)
+        with stage("predictor"):
+            return self.predictor(features)
+
+    # -- inference --------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        proposals: Sequence[np.ndarray | None] | None = None,
+        image_ids: Sequence | None = None,
+    ) -> list[Prediction]:
+        """Detect objects in RGB ``uint8`` images ``[H, W, 3]`` (one array or a list): one result each.
+
+        ``proposals[i]`` (original pixels) replaces the generator for image ``i``
+        (e.g. boxes cached for a split); ``image_ids`` reach generators that look
+        boxes up by id. Images of a list are resized, padded and run as one batch.
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        images = [_check_image(image, i) for i, image in enumerate(images)]
+        count = len(images)
+        for name, values in (("proposals", proposals), ("image_ids", image_ids)):
+            if values is not None and len(values) != count:
+                raise ValueError(f"predict: {count} images but {len(values)} {name}")
+        device = self.device
+        with stage("preprocess"):
+            per_image = [self.test_transform(image) for image in images]
+            scales = [
+                [items[k].scale for items in per_image] for k in range(len(self.test_transform.resize.scales))
+            ]
+            batches = []
+            for k in range(len(scales)):
+                batch, sizes = batch_images(
+                    [torch.from_numpy(items[k].image) for items in per_image], self.size_divisibility
+                )
+                batches.append((batch.to(device, non_blocking=True), sizes))
+        given = [None] * count if proposals is None else list(proposals)
+        need_maps = isinstance(self.proposal_generator, FeatureProposals) and any(p is None for p in given)
+        maps, proposal_map = [], None
+        for k, (batch, _) in enumerate(batches):
+            if need_maps and k == self.proposal_scale:
+                shared, proposal_map = self._maps(batch)
+            else:
+                shared = self.shared_features(batch)
+            maps.append(shared)
+        with stage("proposals"):
+            boxes = self._proposals(images, given, image_ids, proposal_map, batches, scales)
+        sizes = [image.shape[:2] for image in images]
+        results = self.detect_on_maps(maps, scales, [torch.tensor(b, device=device) for b in boxes], sizes)
+        return [
+            Prediction(b.cpu(), s.cpu(), lab.cpu(), box, (int(size[0]), int(size[1])))
+            for (b, s, lab), box, size in zip(results, boxes, sizes, strict=True)
+        ]
+
+    def _proposals(self, images, given, image_ids, proposal_map, batches, scales) -> list[np.ndarray]:
+        generator = self.proposal_generator
+        computed: list[np.ndarray] | None = None
+        if proposal_map is not None:
+            k = self.proposal_scale
+            computed = generator.propose_from_features(proposal_map, batches[k][1], scales[k])
+        out = []
+        for i, boxes in enumerate(given):
+            if boxes is not None:
+                boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[: self.max_test]
+            elif computed is not None:
+                boxes = computed[i]
+            else:
+                boxes = generator.propose(images[i], None if image_ids is None else image_ids[i])
+            out.append(np.ascontiguousarray(boxes, dtype=np.float32))
+        return out
+
+    @torch.no_grad()
+    def detect_on_maps(
+        self,
+        maps: Sequence[torch.Tensor],
+        scales: Sequence[Sequence[float]],
+        proposals: Sequence[torch.Tensor],
+        sizes: Sequence[tuple[int, int]],
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Detections per image, in original pixels, from the shared maps of a batch at each test scale.
+
+        ``maps[k]`` is :meth:`shared_features` of the batch resized to test
+        scale ``k``, in which image ``i`` was resized by ``scales[k][i]``;
+        ``proposals[i]`` ``[K, 4]`` and ``sizes[i]`` (height, width) are in its
+        original pixels. Each RoI is pooled on the one map where its scaled area
+        is closest to ``roi_size**2`` (SPPnet's multi-scale testing,
+        :func:`assign_test_scales`); with one scale, on that map.
+        """
+        if not maps or len(maps) != len(scales):
+            raise ValueError(
+                f"detect_on_maps: need one feature map per scale, got {len(maps)} maps and {len(scales)} scales"
+            )
+        if any(len(s) != len(proposals) for s in scales) or len(sizes) != len(proposals):
+            raise ValueError("detect_on_maps: scales, proposals and sizes need one entry per image")
         counts = [len(p) for p in proposals]
         pooled = None
         if sum(counts):
-            rois = torch.cat(
-                [torch.cat((p.new_full((len(p), 1), i), p), dim=1) for i, p in enumerate(proposals)]
-            )
-            pooled = self.roi_features.pool(shared, rois.to(shared.dtype), self.backbone)
-        sizes = [
-            tuple(original_sizes[i])
-            if original_sizes is not None
-            else (round(image_sizes[i][0] / scales[i]), round(image_sizes[i][1] / scales[i]))
-            for i in range(len(proposals))
-        ]
-        boxes = [proposal / scale for proposal, scale in zip(proposals, scales, strict=True)]
-        return self._detections(
-            pooled,
-            boxes,
-            sizes,
-            score_threshold=score_threshold,
-            nms_threshold=nms_threshold,
-            max_per_image=max_per_image,
-        )
-
-    @torch.no_grad()
-    def detect_multiscale(
-        self,
-        feature_maps: Sequence[torch.Tensor],
-        scales: Sequence[float],
-        proposals: torch.Tensor,
-        original_size: tuple[int, int],
-        *,
-        roi_size: float = 224.0,
-        score_threshold: float = 0.05,
-        nms_threshold: float = 0.3,
-        max_per_image: int = 100,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Detections of one image from its shared features at one or more scales (SPPnet's testing).
-
-        ``feature_maps[k]`` is :meth:`shared_features` of the image resized by
-        ``scales[k]``; ``proposals`` ``[K, 4]`` are in original pixels. Each RoI is
-        pooled on the one map where its scaled area is closest to ``roi_size**2``
-        (:func:`assign_test_scales`); head, predictor and post-processing then run
-        on all RoIs together, as in :meth:`detect_from_features`. With one scale it
-        is single-scale detection of one image (R-CNN included).
-        """
-        if self.roi_features.per_region and len(scales) > 1:
-            raise ValueError("detect_multiscale: R-CNN warps each region; it has no maps to choose among")
-        if not scales or len(feature_maps) != len(scales):
-            raise ValueError(
-                f"detect_multiscale: need one feature map per scale, got {len(feature_maps)} maps "
-                f"and {len(scales)} scales"
-            )
-        pooled = None
-        if len(proposals):
-            level = assign_test_scales(proposals, scales, roi_size)
-            for k, (feature_map, scale) in enumerate(zip(feature_maps, scales, strict=True)):
-                index = torch.nonzero(level == k).flatten()
-                if not len(index):
+            offsets = np.cumsum([0, *counts])
+            levels = [
+                assign_test_scales(p, [s[i] for s in scales], self.roi_size)
+                if len(scales) > 1
+                else torch.zeros(len(p), dtype=torch.long, device=p.device)
+                for i, p in enumerate(proposals)
+            ]
+            for k, feature_map in enumerate(maps):
+                rows, slots = [], []
+                for i, p in enumerate(proposals):
+                    index = torch.nonzero(levels[i] == k).flatten()
+                    if len(index):
+                        boxes = p[index] * scales[k][i]
+                        rows.append(torch.cat((boxes.new_full((len(boxes), 1), i), boxes), dim=1))
+                        slots.append(index + int(offsets[i]))
+                if not rows:
                     continue
-                boxes = proposals[index] * scale
-                rois = torch.cat((boxes.new_zeros((len(boxes), 1)), boxes), dim=1).to(feature_map.dtype)
-                part = self.roi_features.pool(feature_map, rois, self.backbone)
+                part = self.roi_features.pool(
+                    feature_map, torch.cat(rows).to(feature_map.dtype), self.backbone
+                )
                 if pooled is None:
-                    pooled = part.new_empty((len(proposals), part.shape[1]))
-                pooled[index] = part
-        return self._detections(
-            pooled,
-            [proposals],
-            [tuple(original_size)],
-            score_threshold=score_threshold,
-            nms_threshold=nms_threshold,
-            max_per_image=max_per_image,
-        )[0]
+                    pooled = part.new_empty((sum(counts), part.shape[1]))
+                pooled[torch.cat(slots)] = part
+        return self._detections(pooled, proposals, sizes)
 
     def _detections(
         self,
         pooled: torch.Tensor | None,
         boxes: Sequence[torch.Tensor],
         sizes: Sequence[tuple[int, int]],
-        **options,
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Head, predictor and post-processing of pooled RoIs; ``boxes[i]`` are image ``i``'s RoIs."""
         counts = [len(b) for b in boxes]
@@ -198,9 +321,9 @@ class RegionDetector(nn.Module):
                         scores_per_image[i],
                         deltas_per_image[i],
                         image_boxes,
-                        sizes[i],
+                        tuple(sizes[i]),
                         box_weights=self.box_weights,
-                        **options,
+                        **self.postprocess_options,
                     )
                 )
         return outputs
@@ -218,6 +341,8 @@ def assign_test_scales(boxes: torch.Tensor, scales: Sequence[float], roi_size: f
     return (area[:, None] * factors[None, :] - float(roi_size) ** 2).abs().argmin(dim=1)
 
 
-def build_detector(config: Config, num_classes: int) -> RegionDetector:
+def build_detector(
+    config: Config, num_classes: int, class_names: Sequence[str] | None = None
+) -> RegionDetector:
     """The detector a configuration describes, for ``num_classes`` object classes."""
-    return RegionDetector(config, num_classes)
+    return RegionDetector(config, num_classes, class_names)

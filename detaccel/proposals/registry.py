@@ -24,7 +24,8 @@ _BUILTIN: dict[str, str] = {
 _REGISTERED: dict[str, type] = {}
 
 
-def _normalise(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """``name`` as the registry keys it: stripped, lower case, hyphens as underscores."""
     if not isinstance(name, str):
         raise TypeError(f"generator name: expected a string, got {type(name).__name__}")
     return name.strip().lower().replace("-", "_")
@@ -42,7 +43,7 @@ def register_generator(name: str, cls: type | None = None) -> Any:
     with ``generate``/``generate_batch`` (see :class:`~detaccel.proposals.base.ProposalGenerator`).
     Re-registering a name replaces it.
     """
-    key = _normalise(name)
+    key = canonical_name(name)
 
     def add(generator_class: type) -> type:
         if not inspect.isclass(generator_class) or not callable(getattr(generator_class, "generate", None)):
@@ -55,7 +56,7 @@ def register_generator(name: str, cls: type | None = None) -> Any:
 
 def generator_class(name: str) -> type:
     """The class registered under ``name`` (hyphens and case are ignored)."""
-    key = _normalise(name)
+    key = canonical_name(name)
     if key in _REGISTERED:
         return _REGISTERED[key]
     if key in _BUILTIN:
@@ -92,12 +93,12 @@ def build_generator(name: str, **params: Any) -> GeneratorBase:
     if unknown and not takes_any:
         raise ValueError(
             f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"for proposal generator {_normalise(name)!r}; accepted: {', '.join(accepted)}"
+            f"for proposal generator {canonical_name(name)!r}; accepted: {', '.join(accepted)}"
         )
     missing = [k for k, default in accepted.items() if default is inspect.Parameter.empty and k not in params]
     if missing:
         raise ValueError(
-            f"proposal generator {_normalise(name)!r} needs parameter{'s' if len(missing) > 1 else ''} "
+            f"proposal generator {canonical_name(name)!r} needs parameter{'s' if len(missing) > 1 else ''} "
             f"{', '.join(map(repr, missing))}"
         )
     return cls(**params)

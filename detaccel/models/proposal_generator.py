@@ -1,0 +1,155 @@
+"""The detector's proposal generator: one slot for image-based generators and R²-CNN on the model's features.
+
+Two kinds plug into :attr:`RegionDetector.proposal_generator`:
+
+- :class:`ImageProposals` wraps a generator of :mod:`detaccel.proposals` that
+  reads the image itself (selective search, EdgeBoxes, sliding windows,
+  precomputed files, R²-CNN on a separate network). Its boxes do not depend on
+  the detector's weights, so training and evaluation may cache them per split.
+- :class:`FeatureProposals` is R²-CNN reading the detector's *own* conv map at a
+  chosen backbone stage: no extra network, computed on the current weights (in
+  training too), never cached.
+
+Both return boxes in original-image pixels, at most ``max_proposals`` per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from detaccel.config.schema import ProposalsConfig
+from detaccel.proposals import finalize_proposals
+from detaccel.proposals.registry import build_generator, canonical_name
+
+# R²-CNN parameters that choose the map it reads rather than how it reads it.
+FEATURE_STAGE_KEY = "layer"
+OWN_FEATURES = "model"
+
+
+class ProposalSource(nn.Module):
+    """Base of the proposal slot. ``reads_features``: proposals come from a backbone stage's map."""
+
+    reads_features = False
+
+    def __init__(self, name: str, max_proposals: int | None) -> None:
+        super().__init__()
+        self.name = name
+        self.max_proposals = max_proposals
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the boxes are a function of the image alone (so they can be computed once per split)."""
+        return not self.reads_features
+
+    def describe(self) -> str:
+        return self.name
+
+
+class ImageProposals(ProposalSource):
+    """An image-based generator of :mod:`detaccel.proposals` in the detector's proposal slot."""
+
+    def __init__(self, name: str, generator: Any, max_proposals: int | None) -> None:
+        super().__init__(name, max_proposals)
+        self.generator = generator
+
+    def propose(self, image_rgb: np.ndarray, image_id: Any = None) -> np.ndarray:
+        """Boxes ``[K, 4]`` float32 of one RGB image, in its own pixels."""
+        bgr = np.ascontiguousarray(image_rgb[:, :, ::-1])
+        boxes = self.generator.generate(bgr, image_id=image_id).boxes
+        return np.ascontiguousarray(boxes[: self.max_proposals], dtype=np.float32)
+
+    def describe(self) -> str:
+        return f"{self.name} (on the image)"
+
+
+class FeatureProposals(ProposalSource):
+    """R²-CNN on the detector's own feature map at backbone stage ``stage`` (``"out"``: the RoI map)."""
+
+    reads_features = True
+
+    def __init__(self, generator: Any, stage: str, max_proposals: int | None) -> None:
+        super().__init__("r2cnn", max_proposals)
+        self.generator = generator
+        self.stage = stage
+
+    def propose_from_features(
+        self,
+        feature_map: torch.Tensor,
+        input_sizes: Sequence[tuple[int, int]],
+        scales: Sequence[float],
+    ) -> list[np.ndarray]:
+        """Boxes per image in original pixels from ``feature_map`` ``[N, C, h, w]`` of the resized batch.
+
+        ``input_sizes[i]`` is image ``i``'s resized (unpadded) ``(height, width)``
+        and ``scales[i]`` its resize factor.
+        """
+        raw = self.generator.boxes_from_features(feature_map.detach())
+        out = []
+        for boxes, size, scale in zip(raw, input_sizes, scales, strict=True):
+            kept, _ = finalize_proposals(
+                boxes, None, tuple(size), min_size=self.generator.min_size, max_proposals=self.max_proposals
+            )
+            out.append(np.ascontiguousarray(kept / scale, dtype=np.float32))
+        return out
+
+    def describe(self) -> str:
+        return f"r2cnn (the detector's {self.stage!r} map)"
+
+
+def reads_own_features(name: str, params: Mapping[str, Any]) -> bool:
+    """Whether generator ``name`` with ``params`` is R²-CNN on the detector's own map.
+
+    R²-CNN without a ``backbone`` parameter (or with ``backbone: model``) reads
+    the detector's features; with a named network it is an image-based generator.
+    """
+    return canonical_name(name) == "r2cnn" and params.get("backbone", OWN_FEATURES) == OWN_FEATURES
+
+
+def _stage_field(backbone: nn.Module, stage: str) -> Any:
+    """The ``(x, y)`` receptive fields of ``backbone``'s map at ``stage``."""
+    from detaccel.proposals.receptive_field import UnsupportedLayerError, receptive_fields
+
+    try:
+        if hasattr(backbone, "receptive_fields"):
+            return backbone.receptive_fields(stage)
+        if stage != "out":
+            raise ValueError(f"backbone {type(backbone).__name__} has no stage {stage!r} (it offers 'out')")
+        return receptive_fields(getattr(backbone, "body", backbone))
+    except UnsupportedLayerError as error:
+        raise ValueError(
+            f"r2cnn: the receptive field of the backbone's {stage!r} map cannot be computed ({error}); "
+            "give proposals.params.receptive_field as [stride, offset, extent]"
+        ) from None
+
+
+def build_proposal_source(
+    name: str, params: Mapping[str, Any], backbone: nn.Module, max_proposals: int | None = None
+) -> ProposalSource:
+    """The proposal slot for generator ``name`` with ``params`` on a detector with ``backbone``."""
+    params = dict(params)
+    if not reads_own_features(name, params):
+        return ImageProposals(canonical_name(name), build_generator(name, **params), max_proposals)
+    from detaccel.proposals.r2cnn import R2CNN
+
+    params.pop("backbone", None)
+    stage = str(params.pop(FEATURE_STAGE_KEY, "out"))
+    if "receptive_field" not in params:
+        params["receptive_field"] = _stage_field(backbone, stage)
+    if params.get("max_proposals") is not None:
+        limits = [limit for limit in (max_proposals, params["max_proposals"]) if limit is not None]
+        max_proposals = min(limits)
+    try:
+        generator = R2CNN(backbone=None, **params)
+    except TypeError as error:
+        raise ValueError(f"r2cnn: {error}") from None
+    return FeatureProposals(generator, stage, max_proposals)
+
+
+def proposal_source_from_config(config: ProposalsConfig, backbone: nn.Module) -> ProposalSource:
+    """The proposal slot ``config.proposals`` describes (test-time cap ``max_test``)."""
+    return build_proposal_source(config.name, config.params, backbone, config.max_test)
