@@ -15,7 +15,8 @@ def run(args: argparse.Namespace) -> int:
     from detaccel.cli import CommandError
     from detaccel.commands._model_args import as_command_errors, use_generator
     from detaccel.config import load_config
-    from detaccel.data import DatasetError, write_jpeg
+    from detaccel.data import DatasetError
+    from detaccel.data.io import write_jpeg
     from detaccel.engine import init_distributed
     from detaccel.engine.detect import (
         InputError,
