@@ -183,3 +183,20 @@ def test_compiled_operators_with_vgg16_and_tiny_images():
         assert len(result) <= 50
         assert (result.boxes[:, 2] <= shape[1] - 1).all() and (result.boxes[:, 3] <= shape[0] - 1).all()
         assert result.timings["backbone"] > 0
+
+
+def test_random_alexnet_is_the_same_network_in_every_build():
+    from detaccel.proposals.backbone import torchvision_features
+
+    state = torch.random.get_rng_state()
+    first = torchvision_features("alexnet")
+    torch.manual_seed(123)  # the caller's random state does not matter ...
+    second = torchvision_features("alexnet")
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    torchvision_features("alexnet")
+    torch.testing.assert_close(torch.rand(3), expected)  # ... and is left as it was
+    torch.random.set_rng_state(state)

@@ -16,12 +16,11 @@ import time
 
 import torch
 
-from detaccel.benchmarks.detection import LoadedDetector, ProfiledDetection
+from detaccel.benchmarks.detection import detect_image
 from detaccel.engine import init_distributed
 from detaccel.engine.data import load_split
 from detaccel.engine.loading import load_detector
 from detaccel.profiling import StageTimer
-from detaccel.proposals import build_generator
 
 
 def main() -> int:
@@ -32,11 +31,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config, model, class_names = load_detector(args.checkpoint)
-    detector = LoadedDetector(config.model.family, config, model, class_names)
+    config, model, _ = load_detector(args.checkpoint)
     records = list(load_split(config, config.data.test_split, init_distributed("cpu")).records)[: args.images]
     # Sliding windows: proposals cost next to nothing, so the detector's own stages dominate.
-    pipeline = ProfiledDetection(detector, build_generator("sliding_window", max_proposals=300))
+    model.set_proposal_generator("sliding_window", {"max_proposals": 300})
+
+    def pipeline(record):
+        return detect_image(model, record)
+
     for record in records[:2]:
         pipeline(record)  # warm-up
     off, on = [], []

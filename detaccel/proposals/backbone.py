@@ -88,13 +88,19 @@ def default_cut(features: nn.Module) -> str:
     return leaves[last][0]
 
 
+# Seed of randomly initialised feature networks, so that their proposals are the same on every run.
+RANDOM_FEATURES_SEED = 0
+
+
 def torchvision_features(name: str, weights: str | None = None) -> nn.Sequential:
     """The ``features`` of a torchvision VGG or AlexNet model (see :data:`SEQUENTIAL_FEATURE_MODELS`).
 
     ``weights`` is a torchvision weights name (``"DEFAULT"``,
     ``"IMAGENET1K_V1"``, ...), downloaded by torchvision when not cached;
-    ``None`` gives random initialisation (without building the classifier).
+    ``None`` gives random initialisation from a fixed seed (the same network in every process,
+    without building the classifier), leaving the global random state as it was.
     """
+    import torch
     import torchvision
 
     if name not in SEQUENTIAL_FEATURE_MODELS:
@@ -102,9 +108,13 @@ def torchvision_features(name: str, weights: str | None = None) -> nn.Sequential
             f"unknown backbone {name!r}; torchvision backbones: {', '.join(SEQUENTIAL_FEATURE_MODELS)} "
             "(or pass an nn.Module)"
         )
-    if weights is None and name.startswith("vgg"):
-        from torchvision.models import vgg
+    if weights is not None:
+        return torchvision.models.get_model(name, weights=weights).features
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_FEATURES_SEED)
+        if name.startswith("vgg"):
+            from torchvision.models import vgg
 
-        base = name.removesuffix("_bn")
-        return vgg.make_layers(vgg.cfgs[_VGG_CONFIGS[base]], batch_norm=name.endswith("_bn"))
-    return torchvision.models.get_model(name, weights=weights).features
+            base = name.removesuffix("_bn")
+            return vgg.make_layers(vgg.cfgs[_VGG_CONFIGS[base]], batch_norm=name.endswith("_bn"))
+        return torchvision.models.get_model(name, weights=None).features
