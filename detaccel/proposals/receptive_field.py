@@ -31,11 +31,13 @@ from typing import Any
 
 import numpy as np
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from detaccel.proposals.backbone import LayerRef, flatten_layers
 
 _POINTWISE = (
     nn.Identity,
+    FrozenBatchNorm2d,
     nn.ReLU,
     nn.ReLU6,
     nn.LeakyReLU,
