@@ -1,0 +1,101 @@
+"""Reading the feature map for R²-CNN, and scoring its boxes so that top-k is meaningful.
+
+- :func:`reduce_channels`: how the channels become the map that is integrated —
+  ``sum`` (the original: each channel divided by its maximum, summed), ``abs``
+  (the same on absolute values: signed maps such as linear bottlenecks no longer
+  cancel out), ``l2`` (the channel vector's Euclidean norm).
+- :func:`quantile_levels`: levels per image by quantiles of the integrated map
+  instead of a fixed split of its maximum (every level then holds about the same
+  number of cells).
+- :func:`contrast_scores`: a box's mean integrated value inside against a ring
+  around it (a summed-area table: O(1) per box), the cheap objectness R²-CNN's
+  boxes are sorted by before de-duplication.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from detaccel.proposals.receptive_field import ReceptiveField
+
+REDUCTIONS = ("sum", "abs", "l2")
+LEVEL_RULES = ("uniform", "quantile")
+RANKINGS = ("none", "contrast")
+
+
+def reduce_channels(features: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``features`` ``[N, C, H, W]`` prepared for the integrating operator (which divides each channel
+    by its maximum and sums the channels)."""
+    if reduction == "sum":
+        return features
+    if reduction == "abs":
+        return features.abs()
+    if reduction == "l2":
+        return torch.linalg.vector_norm(features, dim=1, keepdim=True)
+    raise ValueError(f"reduction: expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+
+
+def quantile_levels(integrated: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """Levels ``[N, H, W]`` int32 in ``[0, num_levels)``: cell ``c`` of image ``i`` is at the level of the
+    ``num_levels``-quantile bin its value falls in (ties share a level)."""
+    n = integrated.shape[0]
+    flat = integrated.reshape(n, -1).double()
+    q = torch.linspace(0, 1, num_levels + 1, dtype=torch.float64, device=flat.device)[1:-1]
+    edges = torch.quantile(flat, q, dim=1).T.contiguous()  # [N, L - 1]
+    levels = torch.searchsorted(edges, flat, right=True)
+    return levels.clamp_(0, num_levels - 1).to(torch.int32).reshape(integrated.shape)
+
+
+def _box_sums(
+    table: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray
+) -> np.ndarray:
+    """Sums over inclusive integer cell boxes (already clipped) from a padded summed-area table."""
+    return table[y2 + 1, x2 + 1] - table[y1, x2 + 1] - table[y2 + 1, x1] + table[y1, x1]
+
+
+def contrast_scores(
+    integrated: np.ndarray,
+    pixel_boxes: np.ndarray,
+    field: Sequence[ReceptiveField],
+    ring: float = 0.5,
+) -> np.ndarray:
+    """Objectness of each pixel box: mean of ``integrated`` ``[H, W]`` inside it minus the mean over a
+    ring of ``ring`` times its size around it (both on the feature cells it covers).
+
+    Boxes are mapped to cells through ``field`` (``(x, y)`` receptive fields). A box
+    whose ring lies wholly outside the map is compared with nothing (ring mean 0).
+    """
+    boxes = np.asarray(pixel_boxes, dtype=np.float64).reshape(-1, 4)
+    height, width = integrated.shape
+    if not len(boxes):
+        return np.zeros(0, np.float32)
+    fx, fy = field
+    cells = np.stack(
+        [(boxes[:, 0] - fx.offset) / fx.stride, (boxes[:, 1] - fy.offset) / fy.stride,
+         (boxes[:, 2] - fx.offset) / fx.stride, (boxes[:, 3] - fy.offset) / fy.stride],
+        axis=1,
+    )  # fmt: skip
+    table = np.zeros((height + 1, width + 1), np.float64)
+    table[1:, 1:] = np.asarray(integrated, np.float64).cumsum(0).cumsum(1)
+
+    def clipped(b: np.ndarray) -> tuple[np.ndarray, ...]:
+        x1 = np.clip(np.floor(b[:, 0] + 0.5), 0, width - 1).astype(np.int64)
+        y1 = np.clip(np.floor(b[:, 1] + 0.5), 0, height - 1).astype(np.int64)
+        x2 = np.clip(np.floor(b[:, 2] + 0.5), 0, width - 1).astype(np.int64)
+        y2 = np.clip(np.floor(b[:, 3] + 0.5), 0, height - 1).astype(np.int64)
+        return x1, y1, np.maximum(x2, x1), np.maximum(y2, y1)
+
+    inner = clipped(cells)
+    inner_sum = _box_sums(table, *inner)
+    inner_area = (inner[2] - inner[0] + 1) * (inner[3] - inner[1] + 1)
+    size = np.maximum(cells[:, 2:] - cells[:, :2] + 1, 1.0)
+    grown = np.concatenate([cells[:, :2] - ring * size, cells[:, 2:] + ring * size], axis=1)
+    outer = clipped(grown)
+    outer_sum = _box_sums(table, *outer)
+    outer_area = (outer[2] - outer[0] + 1) * (outer[3] - outer[1] + 1)
+    ring_area = outer_area - inner_area
+    ring_mean = np.where(ring_area > 0, (outer_sum - inner_sum) / np.maximum(ring_area, 1), 0.0)
+    return (inner_sum / inner_area - ring_mean).astype(np.float32)

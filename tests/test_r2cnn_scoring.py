@@ -1,0 +1,54 @@
+"""R²-CNN's map reductions, quantile levels and contrast scores."""
+
+import numpy as np
+import pytest
+import torch
+
+from detaccel.proposals.r2cnn_scoring import contrast_scores, quantile_levels, reduce_channels
+from detaccel.proposals.receptive_field import ReceptiveField
+
+UNIT = (ReceptiveField(1.0, 0.0, 1.0), ReceptiveField(1.0, 0.0, 1.0))
+
+
+def test_reductions():
+    features = torch.tensor([[[[1.0, -2.0]], [[-3.0, 4.0]]]])  # [1, 2, 1, 2]
+    torch.testing.assert_close(reduce_channels(features, "sum"), features)
+    torch.testing.assert_close(reduce_channels(features, "abs"), features.abs())
+    torch.testing.assert_close(reduce_channels(features, "l2"), torch.tensor([[[[10**0.5, 20**0.5]]]]))
+    with pytest.raises(ValueError, match="reduction"):
+        reduce_channels(features, "mean")
+
+
+def test_quantile_levels_fill_every_level_evenly():
+    integrated = torch.rand(2, 10, 10, generator=torch.Generator().manual_seed(0)) ** 4  # skewed
+    levels = quantile_levels(integrated, 5)
+    assert levels.dtype == torch.int32 and levels.shape == (2, 10, 10)
+    for image in levels:
+        assert torch.bincount(image.flatten().long(), minlength=5).tolist() == [20] * 5
+    # Order is kept: a higher value never gets a lower level.
+    order = integrated[0].flatten().argsort()
+    assert bool((levels[0].flatten()[order].diff() >= 0).all())
+
+
+def test_contrast_ranks_a_bright_blob_before_background():
+    integrated = np.zeros((20, 20))
+    integrated[5:9, 5:9] = 1.0
+    boxes = np.array(
+        [
+            [12, 12, 15, 15],  # background
+            [5, 5, 8, 8],  # the blob
+            [3, 3, 10, 10],  # the blob with a margin
+            [0, 0, 19, 19],  # everything: no ring left
+        ],
+        np.float64,
+    )
+    scores = contrast_scores(integrated, boxes, UNIT)
+    assert scores[1] > scores[2] > scores[0]
+    assert scores[0] == pytest.approx(0.0)
+    assert scores[1] == pytest.approx(1.0)  # all blob inside, nothing in the ring
+    assert scores[2] == pytest.approx(16 / 64)  # 16 blob cells of 64, ring empty
+    # Pixel boxes map to cells through the receptive field.
+    field = (ReceptiveField(4.0, 1.5, 8.0), ReceptiveField(4.0, 1.5, 8.0))
+    pixel = boxes * 4 + 1.5
+    np.testing.assert_allclose(contrast_scores(integrated, pixel, field), scores, atol=1e-6)
+    assert contrast_scores(integrated, np.zeros((0, 4)), UNIT).shape == (0,)
