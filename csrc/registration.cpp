@@ -20,7 +20,10 @@ TORCH_LIBRARY(detaccel, m) {
   // R²-CNN: integrated feature map and its quantised levels; boxes per level
   // in inclusive feature-cell coordinates with the image of each box.
   m.def("r2cnn_feature_levels(Tensor features, int num_levels) -> (Tensor, Tensor)");
-  m.def("r2cnn_level_boxes(Tensor levels, int num_levels, int max_boxes_per_level) -> (Tensor, Tensor)");
+  // grouping: 0 = 8-connected components (flood fill), 1 = the original layer's greedy
+  // box growing in raster order; superlevel: level l's set is the cells >= l.
+  m.def("r2cnn_level_boxes(Tensor levels, int num_levels, int max_boxes_per_level, int grouping=0,"
+        " bool superlevel=False) -> (Tensor, Tensor)");
 }
 
 // `import detaccel._C` loads this library, which registers the operators.

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from detaccel.data import dataset_from_config, load_coco, load_dataset, resolve_coco_paths
+from detaccel.data import CategoryWarning, dataset_from_config, load_coco, load_dataset, resolve_coco_paths
 from tests.data_builders import make_coco, write_test_jpeg
 
 CATEGORIES = [{"id": 10, "name": "zebra"}, {"id": 3, "name": "ant"}, {"id": 7, "name": "moth"}]
@@ -54,14 +55,13 @@ def test_keeps_the_ground_truth_as_written(tmp_path):
 
 
 def test_split_directories(tmp_path):
-    assert resolve_coco_paths(tmp_path, "train2017") == (
-        tmp_path / "annotations" / "instances_train2017.json",
-        tmp_path / "train2017",
-    )
     path = make_coco(tmp_path, IMAGES[:1], ANNOTATIONS[:1], CATEGORIES, split="train2017", write_images=False)
     (tmp_path / "images").rmdir()
     write_test_jpeg(tmp_path / "train2017" / "a.jpg")
-    dataset = load_dataset("coco", tmp_path, "train2017")
+    assert resolve_coco_paths(tmp_path, "train2017") == (path, tmp_path / "train2017")
+    with pytest.warns(CategoryWarning, match=r"3 'ant' \(no objects\), 7 'moth' \(no objects\)"):
+        dataset = load_dataset("coco", tmp_path, "train2017")
+    assert dataset.class_names == ("zebra",)
     assert dataset.annotation_file == path
     assert dataset[0].file_path == str(tmp_path / "train2017" / "a.jpg")
 

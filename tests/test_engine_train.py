@@ -5,6 +5,7 @@ import torch
 import yaml
 
 from detaccel.cli import main
+from detaccel.config import ConfigError
 from detaccel.engine import (
     FINAL_MODEL,
     LAST_CHECKPOINT,
@@ -92,6 +93,9 @@ def test_cli_train_eval_compress_eval(dataset_root, tmp_path, capsys):
     assert "fc6" in printed and "fc7" in printed and "fewer multiply-adds" in printed
     saved = load_checkpoint(compressed)
     assert saved["config"]["head"]["svd_ranks"] == {"fc6": 8, "fc7": 4}
+    # The dataset's own category ids travel with the model, through compression too.
+    categories = load_checkpoint(checkpoint)["categories"]
+    assert sorted(categories.values()) == sorted(saved["class_names"]) and saved["categories"] == categories
     assert "head.fc6.reduce.weight" in saved["model"]
     assert (
         main(
@@ -186,3 +190,13 @@ def test_other_families_train_and_evaluate(dataset_root, tmp_path, family):
     assert 0.0 <= result["eval"]["metrics"]["voc07"]["mAP"] <= 1.0
     if family == "rcnn":
         assert float(result["model"].predictor.svm.weight.abs().sum()) > 0
+
+
+def test_training_stops_at_its_time_budget(dataset_root, tmp_path):
+    config = tiny_config(dataset_root, train={"max_iter": 100000, "max_seconds": 1.0})
+    result = Trainer(config, tmp_path / "budget", DistInfo(), progress=False).train()
+    assert 0 < result["iterations"] < 100000
+    final = load_checkpoint(tmp_path / "budget" / FINAL_MODEL)
+    assert final["iteration"] == result["iterations"]
+    with pytest.raises(ConfigError, match=r"train\.max_seconds"):
+        tiny_config(dataset_root, train={"max_seconds": 0})

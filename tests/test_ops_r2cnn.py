@@ -1,9 +1,21 @@
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detaccel import ops
 from detaccel.ops.reference import r2cnn_feature_levels_reference, r2cnn_level_boxes_reference
+from detaccel.proposals.r2cnn import R2CNN, local_search
+from detaccel.proposals.receptive_field import cell_boxes_to_pixels
 from tests.conftest import requires_cuda
+
+MODES = [("flood", False), ("flood", True), ("original", False), ("original", True)]
+
+
+def level_map(rows):
+    """One image's level map ``[1, H, W]`` from a list of rows."""
+    return torch.tensor(rows, dtype=torch.int32)[None]
 
 
 def test_one_hot_spot_gets_the_top_level_and_its_own_box():
@@ -79,6 +91,32 @@ def test_non_finite_features_are_rejected():
             ValueError,
             "max_boxes",
         ),
+        (
+            lambda: ops.r2cnn_level_boxes(torch.zeros(1, 2, 2, dtype=torch.int32), 3, grouping="bfs"),
+            ValueError,
+            "grouping: expected one of 'flood', 'original', got 'bfs'",
+        ),
+        (
+            lambda: ops.r2cnn_level_boxes(torch.zeros(1, 2, 2, dtype=torch.int32), 3, grouping=1),
+            ValueError,
+            "grouping: expected one of 'flood', 'original', got 1",
+        ),
+        (
+            lambda: ops.r2cnn_level_boxes(torch.zeros(1, 2, 2, dtype=torch.int32), 3, superlevel=1),
+            ValueError,
+            "superlevel: expected True or False, got 1",
+        ),
+        (
+            lambda: ops.r2cnn_level_boxes(torch.zeros(1, 2, 2, dtype=torch.int32), 3, superlevel="yes"),
+            ValueError,
+            "superlevel: expected True or False, got 'yes'",
+        ),
+        (lambda: R2CNN(backbone=None, receptive_field=(8, 0, 8), grouping="bfs"), ValueError, "grouping"),
+        (
+            lambda: R2CNN(backbone=None, receptive_field=(8, 0, 8), superlevel=None),
+            ValueError,
+            "superlevel: expected True or False, got None",
+        ),
     ],
 )
 def test_bad_arguments(call, error, message):
@@ -90,6 +128,10 @@ def test_bad_arguments(call, error, message):
 def test_direct_operator_call_rejects_out_of_range_levels():
     with pytest.raises(RuntimeError, match="levels: values must lie"):
         torch.ops.detaccel.r2cnn_level_boxes(torch.full((1, 2, 2), -1, dtype=torch.int32), 3, 10)
+    zeros = torch.zeros(1, 2, 2, dtype=torch.int32)
+    for grouping in (-1, 2):
+        with pytest.raises(RuntimeError, match=r"grouping: expected 0 \(flood fill\) or 1 \(original\)"):
+            torch.ops.detaccel.r2cnn_level_boxes(zeros, 3, 10, grouping, False)
 
 
 def test_empty_maps():
@@ -111,6 +153,156 @@ def test_matches_reference_on_random_maps(dtype):
         ops.r2cnn_level_boxes(levels, 6, 7), r2cnn_level_boxes_reference(levels, 6, 7), strict=True
     ):
         assert torch.equal(ours, ref)
+
+
+def test_original_grouping_absorbs_a_cell_that_only_touches_the_box():
+    # Level 1: a diagonal (0,0), (1,1), (2,2) and (0,3), which touches none of them.
+    levels = level_map([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]])
+    # The box grows to [0, 0, 2, 2] along the diagonal; (0, 3) lies on the row below
+    # it (y = y2 + 1, x1 - 1 <= 0 <= x2 + 1), so it joins: one group that is not
+    # 8-connected. Level 0 (the 12 other cells) is one group covering the map.
+    (original,) = ops.r2cnn_level_boxes(levels, 2, grouping="original")
+    assert original.tolist() == [[0, 0, 3, 3], [0, 0, 3, 3], [0, 0, 2, 3], [0, 0, 2, 3]]
+    # The flood fill splits level 1 into the diagonal (3 cells) and the lone cell.
+    (flood,) = ops.r2cnn_level_boxes(levels, 2)
+    assert flood.tolist() == [[0, 0, 3, 3], [0, 0, 3, 3], [0, 0, 2, 3], [0, 0, 2, 2], [0, 3, 0, 3]]
+
+
+def test_original_grouping_depends_on_raster_order():
+    # Level 1 in raster order: (0,0), (4,0), (1,1), (2,1), (3,1); all 8-connected.
+    levels = level_map([[1, 0, 0, 0, 1], [0, 1, 1, 1, 0]])
+    # From (0,0): (4,0) is passed while the box is still [0,0,0,0]; (1,1), (2,1),
+    # (3,1) then grow it to [0, 0, 3, 1]. (4,0) touches that box but was already
+    # passed, so it starts a second group. Level 0 grows from (1,0) over all 5 cells.
+    (boxes,) = ops.r2cnn_level_boxes(levels, 2, grouping="original")
+    assert boxes.tolist() == [[0, 0, 4, 1], [0, 0, 4, 1], [0, 0, 4, 1], [0, 0, 3, 1], [4, 0, 4, 0]]
+    # Transposed, the lone cell (0, 4) comes last in raster order, after the box has
+    # grown to [0, 0, 1, 3] next to it: one group.
+    (transposed,) = ops.r2cnn_level_boxes(levels.transpose(1, 2).contiguous(), 2, grouping="original")
+    assert transposed.tolist()[2:] == [[0, 0, 1, 4], [0, 0, 1, 4]]
+    # The flood fill does not depend on the order: one group either way.
+    (flood,) = ops.r2cnn_level_boxes(levels, 2)
+    assert flood.tolist()[2:] == [[0, 0, 4, 1], [0, 0, 4, 1]]
+
+
+def test_original_groups_come_in_the_order_they_were_started():
+    # Level 1: a lone cell (0,0) first in raster order, then a 2 x 2 block.
+    levels = level_map([[1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 0]])
+    (original,) = ops.r2cnn_level_boxes(levels, 2, grouping="original")
+    assert original.tolist()[2:] == [[0, 0, 4, 2], [0, 0, 0, 0], [3, 1, 4, 2]]
+    (capped,) = ops.r2cnn_level_boxes(levels, 2, 2, grouping="original")
+    assert capped.tolist()[2:] == [[0, 0, 4, 2], [0, 0, 0, 0]]
+    (flood,) = ops.r2cnn_level_boxes(levels, 2, 2)  # flood fill: largest first
+    assert flood.tolist()[2:] == [[0, 0, 4, 2], [3, 1, 4, 2]]
+
+
+def test_superlevel_sets_by_hand():
+    levels = level_map([[0, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 1, 2, 0, 2]])
+    (boxes,) = ops.r2cnn_level_boxes(levels, 3, superlevel=True)
+    per_level = [
+        [[0, 0, 4, 2], [0, 0, 4, 2]],  # level >= 0: the whole map
+        [[1, 1, 4, 2], [1, 1, 2, 2], [4, 2, 4, 2]],  # level >= 1: the block with its 2, and the lone 2
+        [[2, 2, 4, 2], [2, 2, 2, 2], [4, 2, 4, 2]],  # level >= 2: two single cells (raster order on ties)
+    ]
+    assert boxes.tolist() == [box for level in per_level for box in level]
+    (equal,) = ops.r2cnn_level_boxes(levels, 3)
+    assert equal.tolist()[2:4] == [[1, 1, 2, 2], [1, 1, 2, 2]]  # level 1 alone: three cells
+    # A level with no cell of its own gives nothing (it would repeat the next level's boxes).
+    (sparse,) = ops.r2cnn_level_boxes(level_map([[0, 0, 0], [0, 3, 0], [0, 0, 0]]), 4, superlevel=True)
+    assert sparse.tolist() == [[0, 0, 2, 2], [0, 0, 2, 2], [1, 1, 1, 1], [1, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("grouping", ["flood", "original"])
+def test_superlevel_boxes_nest(grouping):
+    generator = torch.Generator().manual_seed(3)
+    features = torch.relu(torch.randn(2, 8, 15, 21, generator=generator))
+    _, levels = ops.r2cnn_feature_levels(features, 8)
+    # Cap 1: only the box of each level's set; cap 2: that box and its first group.
+    set_boxes = ops.r2cnn_level_boxes(levels, 8, 1, grouping=grouping, superlevel=True)
+    first_groups = ops.r2cnn_level_boxes(levels, 8, 2, grouping=grouping, superlevel=True)
+    for image, boxes, pairs in zip(levels, set_boxes, first_groups, strict=True):
+        present = torch.unique(image).tolist()
+        assert len(present) >= 4 and len(boxes) == len(present) and len(pairs) == 2 * len(present)
+        for level, box in zip(present, boxes.tolist(), strict=True):
+            ys, xs = torch.nonzero(image >= level, as_tuple=True)
+            assert box == [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+        outer, inner = boxes[:-1], boxes[1:]
+        assert (outer[:, :2] <= inner[:, :2]).all() and (outer[:, 2:] >= inner[:, 2:]).all()
+        assert not torch.equal(boxes[0], boxes[-1])  # the sets shrink
+        assert torch.equal(pairs[0::2], boxes)
+        group = pairs[1::2]
+        assert (group[:, :2] >= boxes[:, :2]).all() and (group[:, 2:] <= boxes[:, 2:]).all()
+
+
+@st.composite
+def level_maps(draw):
+    num_levels = draw(st.integers(1, 5))
+    n, h, w = draw(st.integers(1, 2)), draw(st.integers(0, 9)), draw(st.integers(0, 9))
+    values = draw(st.lists(st.integers(0, num_levels - 1), min_size=n * h * w, max_size=n * h * w))
+    return torch.tensor(values, dtype=torch.int32).reshape(n, h, w), num_levels
+
+
+@pytest.mark.parametrize(("grouping", "superlevel"), MODES)
+@settings(max_examples=150)
+@given(case=level_maps(), max_boxes=st.integers(1, 8))
+def test_every_mode_matches_reference_on_random_maps(grouping, superlevel, case, max_boxes):
+    levels, num_levels = case
+    ours = ops.r2cnn_level_boxes(levels, num_levels, max_boxes, grouping=grouping, superlevel=superlevel)
+    ref = r2cnn_level_boxes_reference(levels, num_levels, max_boxes, grouping, superlevel)
+    assert len(ours) == len(ref) == levels.shape[0]
+    for a, b in zip(ours, ref, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("grouping", "superlevel"), MODES)
+def test_every_mode_matches_reference_on_feature_levels(grouping, superlevel):
+    generator = torch.Generator().manual_seed(2)
+    features = torch.relu(torch.randn(2, 16, 24, 31, generator=generator))
+    _, levels = ops.r2cnn_feature_levels(features, 10)
+    ours = ops.r2cnn_level_boxes(levels, 10, 12, grouping=grouping, superlevel=superlevel)
+    ref = r2cnn_level_boxes_reference(levels, 10, 12, grouping, superlevel)
+    for a, b in zip(ours, ref, strict=True):
+        assert torch.equal(a, b)
+        assert ((a[:, 0] <= a[:, 2]) & (a[:, 1] <= a[:, 3])).all()
+        assert (a[:, 2] < 31).all() and (a[:, 3] < 24).all() and (a >= 0).all()
+
+
+def test_default_call_is_unchanged():
+    levels = level_map([[0, 0, 1, 1, 0, 2], [0, 2, 2, 1, 0, 2], [1, 0, 2, 0, 0, 0], [1, 1, 0, 0, 2, 2]])
+    per_level = [
+        [[0, 0, 5, 3], [0, 0, 5, 3]],  # level 0: its 11 cells are one group
+        [[0, 0, 3, 3], [2, 0, 3, 1], [0, 2, 1, 3]],  # level 1: two groups of 3 cells, raster order
+        [[1, 0, 5, 3], [1, 1, 2, 2], [5, 0, 5, 1], [4, 3, 5, 3]],  # level 2: groups of 3, 2, 2 cells
+    ]
+    assert ops.r2cnn_level_boxes(levels, 3)[0].tolist() == [box for level in per_level for box in level]
+    generator = torch.Generator().manual_seed(4)
+    random = torch.randint(0, 5, (3, 11, 14), generator=generator, dtype=torch.int32)
+    for default, explicit, ref in zip(
+        ops.r2cnn_level_boxes(random, 5, 6),
+        ops.r2cnn_level_boxes(random, 5, 6, grouping="flood", superlevel=False),
+        r2cnn_level_boxes_reference(random, 5, 6),
+        strict=True,
+    ):
+        assert torch.equal(default, explicit) and torch.equal(default, ref)
+    assert torch.equal(
+        torch.ops.detaccel.r2cnn_level_boxes(random, 5, 6)[0],
+        torch.ops.detaccel.r2cnn_level_boxes(random, 5, 6, 0, False)[0],
+    )
+
+
+def test_generator_passes_grouping_and_superlevel():
+    field = (16, 7.5, 196)
+    default = R2CNN(backbone=None, receptive_field=field)
+    assert (default.grouping, default.superlevel) == ("flood", False)
+    generator = R2CNN(backbone=None, receptive_field=field, grouping="original", superlevel=True)
+    assert generator.parameters()["grouping"] == "original" and generator.parameters()["superlevel"] is True
+    features = torch.relu(torch.randn(1, 8, 12, 16, generator=torch.Generator().manual_seed(5)))
+    _, levels = ops.r2cnn_feature_levels(features, 10)
+    (cells,) = ops.r2cnn_level_boxes(levels, 10, 100, grouping="original", superlevel=True)
+    (boxes,) = generator.boxes_from_features(features)
+    np.testing.assert_array_equal(boxes, local_search(cell_boxes_to_pixels(cells, generator.field)))
+    (default_boxes,) = default.boxes_from_features(features)
+    assert default_boxes.shape != boxes.shape or not np.array_equal(default_boxes, boxes)
 
 
 @requires_cuda

@@ -53,7 +53,7 @@ def fake_ops(boxes_per_image=CELL_BOX, calls=None):
         n, _, h, w = features.shape
         return torch.zeros(n, h, w), torch.zeros(n, h, w, dtype=torch.int32)
 
-    def level_boxes(levels, num_levels, max_boxes_per_level=100):
+    def level_boxes(levels, num_levels, max_boxes_per_level=100, *, grouping="flood", superlevel=False):
         return [torch.tensor(boxes_per_image, dtype=torch.int64) for _ in range(levels.shape[0])]
 
     return SimpleNamespace(r2cnn_feature_levels=feature_levels, r2cnn_level_boxes=level_boxes)

@@ -7,9 +7,14 @@
 // runs in parallel over (image, block of cells) with the channel loop outside
 // the contiguous cell loop, so the inner loop is a vectorised multiply-add.
 //
-// r2cnn_level_boxes: per image (in parallel), 8-connected components of equal
-// level are labelled with an explicit-stack flood fill; each level gives one
-// box around all of its cells and then its components, largest first.
+// r2cnn_level_boxes: per image (in parallel), each level present gives one box
+// around all of its set's cells and then the boxes of the set's groups. The set
+// of level l is the cells of level l, or of level >= l (superlevel sets). The
+// groups are either 8-connected components, labelled with an explicit-stack
+// flood fill and listed largest first, or the original layer's greedy groups:
+// in raster order, a box grows from the first unassigned cell and absorbs, in
+// one pass over the later unassigned cells, every cell within one cell of the
+// box (listed in the order they were grown).
 // Non-finite feature values count as 0.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -88,6 +93,11 @@ std::tuple<at::Tensor, at::Tensor> r2cnn_feature_levels_cpu(const at::Tensor& fe
   return {integrated, levels};
 }
 
+// Grouping of a level's set (the op's `grouping` argument).
+enum Grouping : int64_t { kFloodGrouping = 0, kOriginalGrouping = 1 };
+
+using Box = std::array<int64_t, 4>;
+
 struct Component {
   int level;
   int64_t size;
@@ -159,13 +169,140 @@ std::vector<std::array<int64_t, 4>> image_level_boxes(const int* level, int64_t 
   return boxes;
 }
 
+// Flood fill of one level's set (cells of level l, or of level >= l when superlevel):
+// its 8-connected components, largest first (ties: first cell in raster order).
+// `stamp` marks visited cells with `mark`, so one buffer serves every level.
+std::vector<Box> flood_groups(const int* level, int64_t h, int64_t w, int l, bool superlevel,
+                              const std::vector<int64_t>& cells, std::vector<int32_t>& stamp, int32_t mark,
+                              std::vector<int64_t>& stack) {
+  auto in_set = [&](int64_t cell) { return superlevel ? level[cell] >= l : level[cell] == l; };
+  std::vector<Component> components;
+  for (const int64_t start : cells) {
+    if (stamp[start] == mark) {
+      continue;
+    }
+    Component comp{l, 0, start, {w, h, -1, -1}};
+    stamp[start] = mark;
+    stack.push_back(start);
+    while (!stack.empty()) {
+      const int64_t cell = stack.back();
+      stack.pop_back();
+      const int64_t y = cell / w, x = cell % w;
+      ++comp.size;
+      comp.box = {std::min(comp.box[0], x), std::min(comp.box[1], y), std::max(comp.box[2], x), std::max(comp.box[3], y)};
+      for (int64_t ny = std::max<int64_t>(y - 1, 0); ny <= std::min(y + 1, h - 1); ++ny) {
+        for (int64_t nx = std::max<int64_t>(x - 1, 0); nx <= std::min(x + 1, w - 1); ++nx) {
+          const int64_t next = ny * w + nx;
+          if (stamp[next] != mark && in_set(next)) {
+            stamp[next] = mark;
+            stack.push_back(next);
+          }
+        }
+      }
+    }
+    components.push_back(comp);
+  }
+  std::stable_sort(components.begin(), components.end(), [](const Component& a, const Component& b) {
+    return a.size != b.size ? a.size > b.size : a.first < b.first;
+  });
+  std::vector<Box> boxes;
+  boxes.reserve(components.size());
+  for (const auto& comp : components) {
+    boxes.push_back(comp.box);
+  }
+  return boxes;
+}
+
+// Greedy groups of the original layer over one level's set, `cells` in raster
+// order: the first unassigned cell starts a box; one pass over the later
+// unassigned cells, in raster order, absorbs every cell inside the box or within
+// one cell of it (x1 - 1 <= x <= x2 + 1 and y1 - 1 <= y <= y2 + 1), growing the
+// box to cover it; cells passed before the box grew near them stay unassigned.
+// At most `max_groups` groups, in the order they were grown.
+std::vector<Box> original_groups(std::vector<int64_t> cells, int64_t w, int64_t max_groups) {
+  std::vector<Box> boxes;
+  while (!cells.empty() && static_cast<int64_t>(boxes.size()) < max_groups) {
+    const int64_t seed_y = cells[0] / w, seed_x = cells[0] % w;
+    Box box{seed_x, seed_y, seed_x, seed_y};
+    size_t kept = 0;
+    for (size_t i = 1; i < cells.size(); ++i) {
+      const int64_t y = cells[i] / w, x = cells[i] % w;
+      if (x >= box[0] - 1 && x <= box[2] + 1 && y >= box[1] - 1 && y <= box[3] + 1) {
+        box = {std::min(box[0], x), std::min(box[1], y), std::max(box[2], x), std::max(box[3], y)};
+      } else {
+        cells[kept++] = cells[i];
+      }
+    }
+    cells.resize(kept);
+    boxes.push_back(box);
+  }
+  return boxes;
+}
+
+// Any grouping, equal or superlevel sets: one pass per level present (a level
+// with no cell of its own would repeat the next level's boxes and is skipped).
+// The cells of each level are bucketed once, in raster order; a superlevel set is
+// gathered by a scan of the map. Original grouping costs O(cells x groups) per level.
+std::vector<Box> image_level_set_boxes(const int* level, int64_t h, int64_t w, int num_levels,
+                                       int64_t max_per_level, int64_t grouping, bool superlevel) {
+  const int64_t cells = h * w;
+  std::vector<int64_t> offset(num_levels + 1, 0);
+  for (int64_t i = 0; i < cells; ++i) {
+    ++offset[level[i] + 1];
+  }
+  for (int l = 0; l < num_levels; ++l) {
+    offset[l + 1] += offset[l];
+  }
+  std::vector<int64_t> by_level(cells);
+  {
+    std::vector<int64_t> fill(offset.begin(), offset.end() - 1);
+    for (int64_t i = 0; i < cells; ++i) {
+      by_level[fill[level[i]]++] = i;
+    }
+  }
+  std::vector<int32_t> stamp(grouping == kFloodGrouping ? cells : 0, 0);
+  std::vector<int64_t> stack, members;
+  std::vector<Box> boxes;
+  for (int l = 0; l < num_levels; ++l) {
+    if (offset[l] == offset[l + 1]) {
+      continue;  // no cell at this level
+    }
+    if (superlevel) {
+      members.clear();
+      for (int64_t i = 0; i < cells; ++i) {
+        if (level[i] >= l) {
+          members.push_back(i);
+        }
+      }
+    } else {
+      members.assign(by_level.begin() + offset[l], by_level.begin() + offset[l + 1]);
+    }
+    Box level_box{w, h, -1, -1};
+    for (const int64_t i : members) {
+      const int64_t y = i / w, x = i % w;
+      level_box = {std::min(level_box[0], x), std::min(level_box[1], y), std::max(level_box[2], x),
+                   std::max(level_box[3], y)};
+    }
+    boxes.push_back(level_box);
+    const std::vector<Box> groups = grouping == kFloodGrouping
+                                        ? flood_groups(level, h, w, l, superlevel, members, stamp, l + 1, stack)
+                                        : original_groups(members, w, max_per_level - 1);
+    const size_t taken = std::min(groups.size(), static_cast<size_t>(max_per_level - 1));
+    boxes.insert(boxes.end(), groups.begin(), groups.begin() + taken);
+  }
+  return boxes;
+}
+
 std::tuple<at::Tensor, at::Tensor> r2cnn_level_boxes_cpu(const at::Tensor& levels, int64_t num_levels,
-                                                        int64_t max_boxes_per_level) {
+                                                        int64_t max_boxes_per_level, int64_t grouping,
+                                                        bool superlevel) {
   TORCH_CHECK(levels.dim() == 3, "levels: expected a 3-D tensor [N, H, W], got ", levels.dim(), " dims");
   TORCH_CHECK(levels.scalar_type() == at::kInt, "levels: expected int32, got ", levels.scalar_type());
   TORCH_CHECK(levels.device().is_cpu(), "levels: expected a CPU tensor");
   TORCH_CHECK(num_levels >= 1 && num_levels <= kMaxR2cnnLevels, "num_levels: expected 1 to ", kMaxR2cnnLevels);
   TORCH_CHECK(max_boxes_per_level >= 1, "max_boxes_per_level: expected a positive number, got ", max_boxes_per_level);
+  TORCH_CHECK(grouping == kFloodGrouping || grouping == kOriginalGrouping,
+              "grouping: expected 0 (flood fill) or 1 (original), got ", grouping);
   const at::Tensor lv = levels.contiguous();
   const int64_t n = lv.size(0), h = lv.size(1), w = lv.size(2);
   const int* data = lv.const_data_ptr<int>();
@@ -175,7 +312,11 @@ std::tuple<at::Tensor, at::Tensor> r2cnn_level_boxes_cpu(const at::Tensor& level
   std::vector<std::vector<std::array<int64_t, 4>>> per_image(n);
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      per_image[i] = image_level_boxes(data + i * h * w, h, w, static_cast<int>(num_levels), max_boxes_per_level);
+      const int* image = data + i * h * w;
+      per_image[i] = grouping == kFloodGrouping && !superlevel
+                         ? image_level_boxes(image, h, w, static_cast<int>(num_levels), max_boxes_per_level)
+                         : image_level_set_boxes(image, h, w, static_cast<int>(num_levels), max_boxes_per_level,
+                                                 grouping, superlevel);
     }
   });
   int64_t total = 0;

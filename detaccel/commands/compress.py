@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("give exactly one of --svd LAYER=RANK,... and --svd-energy FRACTION")
     with as_command_errors():
         config, model, class_names = load_detector(args.checkpoint)
-        iteration = int(load_checkpoint(args.checkpoint).get("iteration", 0))
+        saved = load_checkpoint(args.checkpoint)
+        iteration, categories = int(saved.get("iteration", 0)), saved.get("categories")
         layers = args.layers.split(",") if args.layers else ["fc6", "fc7"]
         try:
             if args.svd is not None:
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise CommandError(str(error)) from None
         config.head.svd_ranks = {**config.head.svd_ranks, **{r["layer"]: r["rank"] for r in report}}
-        save_checkpoint(args.output, checkpoint_payload(config, class_names, model, iteration))
+        save_checkpoint(
+            args.output, checkpoint_payload(config, class_names, model, iteration, categories=categories)
+        )
     print(
         f"{'layer':6s} {'shape':>14s} {'rank':>6s} {'params before':>14s} {'after':>12s} "
         f"{'MACs/RoI before':>16s} {'after':>12s} {'energy kept':>12s}"

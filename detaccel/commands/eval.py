@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             model.to(info.device)
             split = args.split or config.data.test_split
+            if isinstance(config.data.classes, str) and config.data.classes in ("auto", "discover"):
+                config.data.classes = list(class_names)  # the checkpoint's classes, in its order
             dataset = load_split(config, split, info)
             if tuple(dataset.class_names) != class_names:
                 raise CheckpointError(

@@ -87,7 +87,9 @@ def register(subparsers) -> None:
     )
     bench.add_argument("--split", default="test", help="split to run on (default: test)")
     bench.add_argument(
-        "--classes", default="voc", help="VOC class list: voc, synthetic, discover or comma-separated names"
+        "--classes",
+        default="auto",
+        help="VOC class list: auto (default), voc, synthetic, discover or comma-separated names",
     )
     bench.add_argument("--skip-bad", action="store_true", help="skip bad images/objects with a warning")
     bench.add_argument("--allow-empty", action="store_true", help="VOC: accept images without objects")

@@ -7,6 +7,7 @@ of the wrong type names the key, the expected type and what was given.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,15 @@ from typing import Any
 
 import yaml
 
-from detaccel.config.schema import BACKBONES, CLASSIFIERS, FAMILIES, ROI_FEATURES, Config
+from detaccel.config.schema import (
+    BACKBONES,
+    CLASSIFIERS,
+    EFFICIENTNET_LITE,
+    FAMILIES,
+    ROI_FEATURES,
+    BackboneConfig,
+    Config,
+)
 
 
 class ConfigError(ValueError):
@@ -121,6 +130,50 @@ def _check_positive(key: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"config key {key!r}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _check_backbone_weights(backbone: BackboneConfig) -> None:
+    efficientnet = backbone.name in EFFICIENTNET_LITE
+    if backbone.pretrained is not None:
+        _check_choice("backbone.pretrained", backbone.pretrained, ("imagenet",))
+        if not efficientnet:
+            raise ConfigError(
+                f"config key 'backbone.pretrained': packaged ImageNet weights exist for "
+                f"{', '.join(EFFICIENTNET_LITE)}; for {backbone.name!r} give a file with backbone.weights"
+            )
+        if backbone.weights:
+            raise ConfigError("config keys 'backbone.pretrained', 'backbone.weights': give one of them")
+    if backbone.out_stride not in (8, 16):
+        raise ConfigError(f"config key 'backbone.out_stride': expected 8 or 16, got {backbone.out_stride!r}")
+    _check_positive("backbone.freeze_at", backbone.freeze_at, allow_zero=True)
+    if backbone.freeze_at and not efficientnet:
+        raise ConfigError(
+            f"config key 'backbone.freeze_at': for {', '.join(EFFICIENTNET_LITE)} "
+            "(torchvision backbones: freeze_first_layers)"
+        )
+
+
+def _check_coco_paths(config: Config) -> None:
+    data = config.data
+    for key in ("annotations", "images"):
+        value = getattr(data, key)
+        if value is None:
+            continue
+        if data.format != "coco":
+            raise ConfigError(f"config key 'data.{key}': applies to COCO datasets (data.format: coco)")
+        splits = {data.train_split, data.test_split}
+        if isinstance(value, dict):
+            missing = sorted(s for s in splits if s not in value)
+            if missing:
+                raise ConfigError(
+                    f"config key 'data.{key}': no path for split {missing[0]!r} "
+                    f"(given for: {', '.join(value) or 'none'})"
+                )
+        elif key == "annotations" and "{split}" not in value and len(splits) > 1:
+            raise ConfigError(
+                "config key 'data.annotations': one file for both data.train_split and data.test_split; "
+                "give a mapping {split: file}, or a path with {split} in it"
+            )
+
+
 def validate(config: Config) -> Config:
     """Check values beyond their types (choices, ranges); returns ``config``."""
     from detaccel.evaluation.evaluate import METRICS
@@ -135,6 +188,7 @@ def validate(config: Config) -> Config:
     if config.backbone.stride not in (8, 16):
         raise ConfigError(f"config key 'backbone.stride': expected 8 or 16, got {config.backbone.stride!r}")
     _check_positive("backbone.width", config.backbone.width)
+    _check_backbone_weights(config.backbone)
     if config.roi_features.type is not None:
         _check_choice("roi_features.type", config.roi_features.type, ROI_FEATURES)
     for key in ("output_size", "warp_size", "warp_batch_size"):
@@ -152,8 +206,9 @@ def validate(config: Config) -> Config:
         _check_choice("head.svd_ranks", name, ("fc6", "fc7"))
         _check_positive(f"head.svd_ranks.{name}", rank)
     _check_choice("data.format", config.data.format, ("voc", "coco"))
-    if not config.data.root:
+    if not config.data.root and not config.data.annotations:
         raise ConfigError("config key 'data.root': a dataset directory is required")
+    _check_coco_paths(config)
     if not config.data.train_scales or min(config.data.train_scales) <= 0:
         raise ConfigError("config key 'data.train_scales': expected positive sizes")
     _check_positive("data.test_scale", config.data.test_scale)
@@ -175,6 +230,8 @@ def validate(config: Config) -> Config:
         _check_positive(f"train.{key}", getattr(train, key))
     _check_positive("train.log_period", train.log_period)
     _check_positive("train.base_lr", train.base_lr)
+    if train.max_seconds is not None:
+        _check_positive("train.max_seconds", train.max_seconds)
     if not 0 < train.fg_fraction <= 1:
         raise ConfigError("config key 'train.fg_fraction': must be in (0, 1]")
     if not 0 <= train.bg_iou_low <= train.bg_iou_high <= train.fg_iou <= 1:
@@ -236,6 +293,23 @@ def load_config(path: str | PathLike, overrides: Sequence[str] = ()) -> Config:
         raise ConfigError(f"{path}: expected a mapping of sections, got {_got(mapping)}")
     mapping = apply_overrides(mapping, overrides)
     try:
-        return config_from_dict(mapping)
+        config = config_from_dict(mapping)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    config.data.root = resolve_data_path(config.data.root, path.parent)
+    if config.data.split_dir:
+        config.data.split_dir = resolve_data_path(config.data.split_dir, path.parent)
+    return config
+
+
+def resolve_data_path(value: str, config_dir: str | PathLike) -> str:
+    """A relative dataset path as the current directory has it, or else as ``config_dir`` has it.
+
+    ``value`` is returned unchanged when it is absolute, empty, exists relative to
+    the current directory, or exists relative to neither; else it becomes the
+    absolute path below ``config_dir``.
+    """
+    if not value or Path(value).is_absolute() or Path(value).exists():
+        return value
+    candidate = Path(config_dir) / value
+    return os.path.abspath(candidate) if candidate.exists() else value

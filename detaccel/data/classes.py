@@ -31,21 +31,23 @@ SYNTHETIC_CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "star", "rin
 
 NAMED_CLASS_LISTS: dict[str, tuple[str, ...]] = {"voc": VOC_CLASSES, "synthetic": SYNTHETIC_CLASSES}
 
-# A class list: a list of names, a key of NAMED_CLASS_LISTS, or "discover"
-# (the sorted names found in the annotations).
+# A class list: a list of names, a key of NAMED_CLASS_LISTS, "discover" (the sorted
+# names found in the dataset's annotations) or "auto" (a named list where the dataset
+# is known to use one, else "discover"; see detaccel.data.voc.load_voc).
 ClassSpec = Sequence[str] | str
 
 DISCOVER = "discover"
+AUTO = "auto"
 
 
 def resolve_class_names(spec: ClassSpec) -> tuple[str, ...] | None:
-    """The class names a spec stands for; ``None`` for ``"discover"``.
+    """The class names a spec stands for; ``None`` for ``"discover"`` and ``"auto"`` (the loader decides).
 
-    A string is a named list (``"voc"``, ``"synthetic"``), ``"discover"``, or
-    comma-separated names (``"cat,dog"``).
+    A string is a named list (``"voc"``, ``"synthetic"``), ``"discover"``,
+    ``"auto"``, or comma-separated names (``"cat,dog"``).
     """
     if isinstance(spec, str):
-        if spec == DISCOVER:
+        if spec in (DISCOVER, AUTO):
             return None
         if spec in NAMED_CLASS_LISTS:
             return NAMED_CLASS_LISTS[spec]

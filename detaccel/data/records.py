@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from detaccel.data.errors import DatasetIssue
+from detaccel.data.errors import DatasetIssue, count_kinds, plural
 
 ImageId = int | str
 
@@ -113,6 +113,19 @@ class ImageRecord:
         )
 
 
+@dataclass(frozen=True)
+class LeftOutCategory:
+    """A COCO category that is not a class of the loaded dataset, and how many objects it has there."""
+
+    id: int
+    name: str
+    objects: int  # 0: the split has no object of it
+
+    def __str__(self) -> str:
+        reason = "no objects" if not self.objects else f"{plural(self.objects, 'object')} left out"
+        return f"{self.id} {self.name!r} ({reason})"
+
+
 @dataclass(frozen=True, eq=False)
 class DetectionDataset:
     """A loaded dataset split: its records, class names and any skipped problems.
@@ -127,7 +140,10 @@ class DetectionDataset:
         annotation_file: the COCO JSON file, ``None`` for VOC.
         issues: problems skipped while loading (only when skipping bad input).
         coco_annotations: for COCO, the validated ground truth as a COCO dataset
-            dict (``images``, ``annotations``, ``categories``) as written in the file.
+            dict (``images``, ``annotations``, ``categories``) as written in the file,
+            restricted to the categories of ``class_names``.
+        left_out_categories: COCO categories of the file that are not classes of
+            this dataset (no objects in the split, or not in the class list asked for).
     """
 
     format: str
@@ -139,6 +155,12 @@ class DetectionDataset:
     annotation_file: Path | None = None
     issues: tuple[DatasetIssue, ...] = field(default=())
     coco_annotations: dict[str, Any] | None = None
+    left_out_categories: tuple[LeftOutCategory, ...] = field(default=())
+
+    @property
+    def categories(self) -> dict[int, str]:
+        """The category id of each class and its name, in label order (what a checkpoint records)."""
+        return dict(zip(self.category_ids, self.class_names, strict=True))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -168,6 +190,10 @@ class DetectionDataset:
             "crowd": crowd,
             "objects_per_class": per_class,
             "skipped_problems": len(self.issues),
+            "skipped_by_kind": count_kinds(self.issues),
+            "left_out_categories": [
+                {"id": c.id, "name": c.name, "objects": c.objects} for c in self.left_out_categories
+            ],
         }
 
 

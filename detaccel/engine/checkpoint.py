@@ -30,10 +30,15 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | PathLike, checkpoint: Mapping[str, Any]) -> Path:
-    """Write ``checkpoint`` to ``path`` through a temporary file in the same directory and a rename."""
+    """Write ``checkpoint`` to ``path`` through a temporary file in the same directory and a rename.
+
+    A configuration whose ``data.classes`` was chosen from the dataset (``auto``,
+    ``discover``) is saved with the ``class_names`` it resolved to, so that
+    evaluation and detection read classes in the order the model learnt them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, **checkpoint}
+    payload = {"format": FORMAT, "version": VERSION, **_with_resolved_classes(checkpoint)}
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
@@ -45,6 +50,16 @@ def save_checkpoint(path: str | PathLike, checkpoint: Mapping[str, Any]) -> Path
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _with_resolved_classes(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` with ``config.data.classes`` as its ``class_names`` where the data chose them."""
+    checkpoint = dict(checkpoint)
+    config, names = checkpoint.get("config"), checkpoint.get("class_names")
+    data = config.get("data") if isinstance(config, Mapping) else None
+    if isinstance(data, Mapping) and data.get("classes") in ("auto", "discover") and names is not None:
+        checkpoint["config"] = {**config, "data": {**data, "classes": [str(name) for name in names]}}
+    return checkpoint
 
 
 def load_checkpoint(path: str | PathLike) -> dict[str, Any]:

@@ -30,7 +30,10 @@ from detaccel.data import (
     read_image,
     write_synthetic,
 )
+from detaccel.data.coco import CategoryWarning
+from detaccel.data.hints import dataset_error_hint
 from detaccel.data.samples import DetectionSamples, collate_samples
+from detaccel.data.splits import voc_train_test_warning
 from detaccel.data.transforms import Resize, TrainTransform
 from detaccel.engine.distributed import DistInfo, barrier, batch_indices, epoch_shard
 from detaccel.evaluation import read_proposals, write_proposals
@@ -51,6 +54,7 @@ def load_split(config: Config, split: str, info: DistInfo | None = None) -> Dete
             barrier(info)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BadInputWarning)
+        warnings.simplefilter("ignore", CategoryWarning)  # reported below, from the dataset
         try:
             dataset = load_dataset(
                 data.format,
@@ -59,16 +63,32 @@ def load_split(config: Config, split: str, info: DistInfo | None = None) -> Dete
                 classes=data.classes,
                 skip_bad=data.skip_bad,
                 allow_empty=data.allow_empty,
+                split_dir=data.split_dir,
+                annotations=data.annotations,
+                images=data.images,
             )
         except (DatasetError, ValueError) as error:
             hint = ""
-            if "unknown class" in str(error):
-                hint = " (add the class to data.classes, or set data.skip_bad: true to skip such objects)"
-            raise DataSetupError(f"{error}{hint}") from None
+            if isinstance(error, DatasetError):
+                hint = dataset_error_hint(
+                    error, config=True, classes=data.classes, skip_bad=data.skip_bad, root=data.root
+                )
+            raise DataSetupError(f"{error} ({hint})" if hint else str(error)) from None
     for issue in dataset.issues:
         print(f"detaccel: warning: {issue}", file=sys.stderr)
+    if dataset.left_out_categories and (info is None or info.is_main):
+        listed = ", ".join(str(c) for c in dataset.left_out_categories)
+        print(
+            f"detaccel: warning: split {split!r}: categories left out of the class list "
+            f"(not trained or scored): {listed}",
+            file=sys.stderr,
+        )
     if len(dataset) == 0:
         raise DataSetupError(f"split {split!r} of {root} has no images")
+    if data.format == "voc" and split == data.train_split and (info is None or info.is_main):
+        overlap = voc_train_test_warning(dataset.root, data.train_split, data.test_split, data.split_dir)
+        if overlap:
+            print(f"detaccel: warning: {overlap} (see `detaccel data split`)", file=sys.stderr)
     return dataset
 
 

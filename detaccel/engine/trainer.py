@@ -73,10 +73,13 @@ def checkpoint_payload(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     rng: list[Any] | None = None,
+    categories: dict[int, str] | None = None,
 ) -> dict[str, Any]:
+    """What a checkpoint holds; ``categories`` maps the dataset's own category ids to class names."""
     return {
         "config": config_to_dict(config),
         "class_names": list(class_names),
+        "categories": dict(categories) if categories is not None else None,
         "model": model.state_dict(),
         "iteration": int(iteration),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -119,6 +122,7 @@ class Trainer:
     ) -> None:
         self.config, self.out_dir, self.info, self.progress = config, Path(out_dir), info, progress
         self.resume = resume
+        self.categories: dict[int, str] | None = None
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     # -- setup ----------------------------------------------------------------
@@ -221,6 +225,10 @@ class Trainer:
         config, info = self.config, self.info
         self._seed()
         dataset = load_split(config, config.data.train_split, info)
+        self.categories = dataset.categories
+        if isinstance(config.data.classes, str) and config.data.classes in ("auto", "discover"):
+            # The test split and the checkpoint use the classes the training split resolved to.
+            config.data.classes = list(dataset.class_names)
         model = build_detector(config, len(dataset.class_names), dataset.class_names).to(info.device)
         from_features = not model.proposal_generator.cacheable
         if from_features and model.roi_features.per_region:
@@ -277,6 +285,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         started = time.perf_counter()
+        done = start
         for iteration in range(start, train.max_iter):
             if region_pool is not None:
                 batch = region_pool.batch(iteration, model.size_divisibility)
@@ -325,9 +334,13 @@ class Trainer:
                     loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2g}", acc=f"{entry['accuracy']:.2f}"
                 )
             bar.update(1)
-            if done % train.checkpoint_period == 0 or done == train.max_iter:
+            out_of_time = self._out_of_time(started)
+            if done % train.checkpoint_period == 0 or done == train.max_iter or out_of_time:
                 self._save(LAST_CHECKPOINT, config, dataset.class_names, model, done, optimizer, scheduler)
+            if out_of_time:
+                break
         bar.close()
+        iterations = done - start
         seconds = time.perf_counter() - started
         if info.distributed:
             # Parameters agree after every step; normalisation statistics are per rank: take rank 0's.
@@ -338,17 +351,17 @@ class Trainer:
             from detaccel.engine.svm import train_svms
 
             train_svms(model, records, config, info, progress=self.progress)
-        self._save(FINAL_MODEL, config, dataset.class_names, model, train.max_iter, None, None, rng=False)
+        self._save(FINAL_MODEL, config, dataset.class_names, model, start + iterations, None, None, rng=False)
         if info.is_main:
             plot_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss_curve.png")
             print(
-                f"trained {train.max_iter - start} iterations in {seconds:.1f} s "
+                f"trained {iterations} iterations in {seconds:.1f} s "
                 f"-> {self.out_dir / FINAL_MODEL}",
                 file=sys.stderr,
             )
         result: dict[str, Any] = {
             "train_seconds": seconds,
-            "iterations": train.max_iter - start,
+            "iterations": iterations,
             "model": model,
         }
         if train.eval_after_training:
@@ -359,12 +372,26 @@ class Trainer:
             )
         return result
 
+    def _out_of_time(self, started: float) -> bool:
+        """Whether ``train.max_seconds`` have passed (every rank agrees: rank 0's clock decides)."""
+        limit = self.config.train.max_seconds
+        if limit is None:
+            return False
+        over = time.perf_counter() - started >= limit
+        if self.info.distributed:
+            flag = torch.tensor([float(over)], device=self.info.device)
+            torch.distributed.broadcast(flag, src=0)
+            over = bool(flag.item())
+        return over
+
     def _save(self, name, config, class_names, model, iteration, optimizer, scheduler, rng=True) -> None:
         states = all_gather_objects(self.info, rng_state()) if rng else None
         if self.info.is_main:
             save_checkpoint(
                 self.out_dir / name,
-                checkpoint_payload(config, class_names, model, iteration, optimizer, scheduler, states),
+                checkpoint_payload(
+                    config, class_names, model, iteration, optimizer, scheduler, states, self.categories
+                ),
             )
         barrier(self.info)
 

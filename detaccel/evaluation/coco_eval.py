@@ -7,10 +7,18 @@ y2 - y1 + 1]``, the inverse of how they were loaded. ``difficult`` objects
 become ``iscrowd`` regions, COCO's way of ignoring objects: detections on
 them count neither way.
 
-Image ids: a COCO record's id is used as is. VOC image names become
-integers when every name is digits (underscores removed), e.g. ``000005``
--> 5 and ``2008_000002`` -> 2008000002; otherwise images are numbered
-``1..N`` in record order.
+Ids: results carry the dataset's own ids, so that pycocotools run directly
+on the annotation file and a results file scores it as :func:`evaluate_coco`
+does. A COCO record's image id is used as is, and a label's category id is
+the dataset's ``category_ids[label]`` (the file's own ids, gaps and all).
+VOC image names become integers when every name is digits (underscores
+removed), e.g. ``000005`` -> 5 and ``2008_000002`` -> 2008000002; otherwise
+images are numbered ``1..N`` in record order; VOC category ids are ``1..K``.
+
+Only the categories of the class list are scored (pycocotools' ``catIds``);
+categories the dataset left out (see
+:attr:`~detaccel.data.records.DetectionDataset.left_out_categories`) are not
+part of the mean. The ids scored are returned with the metrics.
 """
 
 from __future__ import annotations
@@ -99,6 +107,11 @@ def detections_to_coco(
     results = []
     for record, dets in zip(records, align_detections(records, detections), strict=True):
         image_id = image_ids[record.image_id]
+        if len(dets.labels) and not 0 <= int(dets.labels.min()) <= int(dets.labels.max()) < len(category_ids):
+            raise ValueError(
+                f"image {record.image_id!r}: detection labels {int(dets.labels.min())}.."
+                f"{int(dets.labels.max())} do not index the {len(category_ids)} classes of the dataset"
+            )
         for box, score, label in zip(dets.boxes, dets.scores, dets.labels, strict=True):
             results.append(
                 {
@@ -139,8 +152,9 @@ def evaluate_coco(
 
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",
-        "ARm", "ARl", "AP_per_class": {class: ap}, "summary": text}``; a value
-        with nothing to measure (pycocotools' -1) is ``nan``.
+        "ARm", "ARl", "AP_per_class": {class: ap}, "category_ids": [...], "summary": text}``
+        (``category_ids``: the ids scored, in label order); a value with nothing to
+        measure (pycocotools' -1) is ``nan``.
     """
     category_ids = _category_ids(class_names, category_ids)
     results = detections_to_coco(records, detections, category_ids)
@@ -192,6 +206,7 @@ def evaluate_coco_results(
         values = values[values > -1]
         per_class[name] = float(np.mean(values)) if values.size else math.nan
     result["AP_per_class"] = per_class
+    result["category_ids"] = list(category_ids)
     result["summary"] = summary.getvalue().rstrip()
     return result
 

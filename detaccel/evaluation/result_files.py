@@ -4,7 +4,9 @@
   default), each line ``<image id> <score> <xmin> <ymin> <xmax> <ymax>`` with
   the devkit's 1-based pixel coordinates.
 - COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y,
-  w, h], "score"}`` (image ids as in :func:`coco_image_ids`).
+  w, h], "score"}`` in the dataset's own ids (image ids as in
+  :func:`coco_image_ids`, category ids the dataset's ``category_ids``), so
+  that pycocotools scores it against the annotation file as detaccel does.
 - Proposals: ``.npz`` with ``image_ids`` (strings), ``counts`` ``[N]``,
   ``boxes`` float32 ``[sum(counts), 4]`` (records' inclusive 0-based pixels)
   and optionally ``scores``; or a COCO results JSON (``category_id`` 1).
@@ -131,7 +133,11 @@ def write_coco_detections(
     detections: DetectionsInput,
     category_ids: Sequence[int],
 ) -> Path:
-    """Write per-image detections as a COCO results JSON file."""
+    """Write per-image detections as a COCO results JSON file.
+
+    ``category_ids`` are the dataset's (``dataset.category_ids``): label ``k`` is
+    written as category ``category_ids[k]``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(detections_to_coco(records, detections, category_ids)), encoding="utf-8")
@@ -189,7 +195,10 @@ def read_coco_detections(
         labels = []
         for _, _, category in entries:
             if category not in label_of:
-                raise DatasetError(path, f"unknown category id {category!r} (image {image_id!r})")
+                known = ", ".join(map(str, label_of))
+                raise DatasetError(
+                    path, f"unknown category id {category!r} (image {image_id!r}; the classes' ids: {known})"
+                )
             labels.append(label_of[category])
         out[image_id] = Detections([e[0] for e in entries], [e[1] for e in entries], labels)
     return out

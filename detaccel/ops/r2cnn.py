@@ -1,8 +1,10 @@
 """R²-CNN RoI generation from a detector's own conv features (compiled kernels).
 
 Steps 1–3 of R²-CNN: integrate the feature map, quantise it into levels, and
-box each level and its 8-connected groups. Mapping the cell boxes to pixels
-and the local search belong to the proposal generator (``detaccel.proposals``).
+box each level and its groups (8-connected components, or the original
+layer's greedy box growing; of equal levels or of superlevel sets). Mapping
+the cell boxes to pixels and the local search belong to the proposal
+generator (``detaccel.proposals``).
 """
 
 from __future__ import annotations
@@ -39,20 +41,49 @@ def r2cnn_feature_levels(features: torch.Tensor, num_levels: int = 10) -> tuple[
     return torch.ops.detaccel.r2cnn_feature_levels(features, num_levels)
 
 
-def r2cnn_level_boxes(
-    levels: torch.Tensor, num_levels: int, max_boxes_per_level: int = 100
-) -> list[torch.Tensor]:
-    """Boxes of every level and of its 8-connected groups, per image.
+GROUPINGS = ("flood", "original")
 
-    For each level present in an image: one box around all of its cells, then
-    the boxes of its connected groups, largest first (ties in raster order),
-    at most ``max_boxes_per_level`` boxes per level in all.
+
+def r2cnn_level_boxes(
+    levels: torch.Tensor,
+    num_levels: int,
+    max_boxes_per_level: int = 100,
+    *,
+    grouping: str = "flood",
+    superlevel: bool = False,
+) -> list[torch.Tensor]:
+    """Boxes of every level's set and of its groups, per image.
+
+    For each level ``l`` present in an image (some cell has level ``l``), in
+    increasing order: one box around all cells of the level's set, then the
+    boxes of the set's groups, at most ``max_boxes_per_level`` boxes per level
+    in all. The set is the cells of level ``l`` or, with ``superlevel``, of
+    level ``>= l`` (nested sets; a level with no cell of its own is skipped, as
+    its boxes would repeat the next level's).
+
+    Groupings:
+
+    - ``"flood"``: the set's 8-connected components, largest first (ties: the
+      component's first cell in raster order).
+    - ``"original"``: the greedy grouping of the original R²-CNN layer. The
+      set's cells are listed in raster order (row by row, left to right). The
+      first unassigned cell starts a group with the box of that cell; then
+      one pass over the later unassigned cells, in raster order, absorbs every
+      cell inside the box or touching it, i.e. with ``x1 - 1 <= x <= x2 + 1``
+      and ``y1 - 1 <= y <= y2 + 1``, and grows the box to cover it at once. A
+      cell passed before the box grew next to it stays unassigned for a later
+      group; absorbed cells need not be 8-connected (a cell touching the box
+      need not touch any of its cells), so groups may overlap, and the result
+      depends on the raster order. Groups are listed in the order they were
+      started (raster order of their first cell).
 
     Args:
         levels: ``[N, H, W]`` int32 levels in ``[0, num_levels)`` (any device;
-            the labelling runs on the CPU).
+            the grouping runs on the CPU).
         num_levels: number of levels.
         max_boxes_per_level: cap per level, at least 1.
+        grouping: ``"flood"`` or ``"original"`` (see above).
+        superlevel: sets of the cells ``>= l`` instead of ``== l``.
 
     Returns:
         one int64 tensor ``[M_i, 4]`` per image of inclusive cell boxes
@@ -71,10 +102,16 @@ def r2cnn_level_boxes(
         or max_boxes_per_level < 1
     ):
         raise ValueError(f"max_boxes_per_level: expected a positive int, got {max_boxes_per_level!r}")
+    if not isinstance(grouping, str) or grouping not in GROUPINGS:
+        raise ValueError(f"grouping: expected one of {', '.join(map(repr, GROUPINGS))}, got {grouping!r}")
+    if not isinstance(superlevel, bool):
+        raise ValueError(f"superlevel: expected True or False, got {superlevel!r}")
     levels = levels.cpu()
     if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= num_levels):
         raise ValueError(f"levels: values must lie in [0, {num_levels})")
-    boxes, image_index = torch.ops.detaccel.r2cnn_level_boxes(levels, num_levels, max_boxes_per_level)
+    boxes, image_index = torch.ops.detaccel.r2cnn_level_boxes(
+        levels, num_levels, max_boxes_per_level, GROUPINGS.index(grouping), superlevel
+    )
     counts = torch.bincount(image_index, minlength=levels.shape[0]).tolist()
     return list(torch.split(boxes, counts))
 

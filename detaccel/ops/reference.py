@@ -117,46 +117,73 @@ def r2cnn_feature_levels_reference(
 
 
 def r2cnn_level_boxes_reference(
-    levels: torch.Tensor, num_levels: int, max_boxes_per_level: int
+    levels: torch.Tensor,
+    num_levels: int,
+    max_boxes_per_level: int,
+    grouping: str = "flood",
+    superlevel: bool = False,
 ) -> list[torch.Tensor]:
-    """Per-level boxes by breadth-first labelling of 8-connected groups, in Python."""
+    """Per-level boxes in Python: flood-fill labelling of 8-connected groups or the original grouping.
+
+    Same contract as :func:`detaccel.ops.r2cnn_level_boxes`; level ``l``'s set
+    is the cells ``== l`` (or ``>= l`` with ``superlevel``) of every level present.
+    """
+    if grouping not in ("flood", "original"):
+        raise ValueError(f"grouping: expected 'flood' or 'original', got {grouping!r}")
     results = []
     for level_map in levels.tolist():
-        h, w = len(level_map), len(level_map[0]) if level_map else 0
-        seen = [[False] * w for _ in range(h)]
-        groups: dict[int, list[tuple[int, int, list[int]]]] = {}
-        for y0 in range(h):
-            for x0 in range(w):
-                if seen[y0][x0]:
-                    continue
-                value = level_map[y0][x0]
-                queue, seen[y0][x0], cells = [(y0, x0)], True, []
-                while queue:
-                    y, x = queue.pop()
-                    cells.append((y, x))
-                    for ny in range(max(y - 1, 0), min(y + 2, h)):
-                        for nx in range(max(x - 1, 0), min(x + 2, w)):
-                            if not seen[ny][nx] and level_map[ny][nx] == value:
-                                seen[ny][nx] = True
-                                queue.append((ny, nx))
-                ys, xs = [c[0] for c in cells], [c[1] for c in cells]
-                groups.setdefault(value, []).append(
-                    (len(cells), y0 * w + x0, [min(xs), min(ys), max(xs), max(ys)])
-                )
+        raster = [(y, x, value) for y, row in enumerate(level_map) for x, value in enumerate(row)]
         boxes = []
-        for value in range(num_levels):
-            if value not in groups:
-                continue
-            comps = sorted(groups[value], key=lambda g: (-g[0], g[1]))
-            corners = [c[2] for c in comps]
-            boxes.append(
-                [
-                    min(b[0] for b in corners),
-                    min(b[1] for b in corners),
-                    max(b[2] for b in corners),
-                    max(b[3] for b in corners),
-                ]
-            )
-            boxes.extend(c[2] for c in comps[: max_boxes_per_level - 1])
+        for level in sorted({value for _, _, value in raster}):
+            members = [(y, x) for y, x, value in raster if (value >= level if superlevel else value == level)]
+            boxes.append(_cell_box(members))
+            groups = _flood_groups(members) if grouping == "flood" else _original_groups(members)
+            boxes.extend(groups[: max_boxes_per_level - 1])
         results.append(torch.tensor(boxes, dtype=torch.long).reshape(-1, 4))
     return results
+
+
+def _cell_box(cells: list[tuple[int, int]]) -> list[int]:
+    ys, xs = [c[0] for c in cells], [c[1] for c in cells]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _flood_groups(members: list[tuple[int, int]]) -> list[list[int]]:
+    """Boxes of the 8-connected components of ``members`` (raster order), largest first."""
+    unseen = set(members)
+    groups: list[tuple[int, int, list[int]]] = []
+    for order, seed in enumerate(members):
+        if seed not in unseen:
+            continue
+        unseen.discard(seed)
+        queue, cells = [seed], []
+        while queue:
+            y, x = queue.pop()
+            cells.append((y, x))
+            for neighbour in [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]:
+                if neighbour in unseen:
+                    unseen.discard(neighbour)
+                    queue.append(neighbour)
+        groups.append((len(cells), order, _cell_box(cells)))
+    return [box for _, _, box in sorted(groups, key=lambda g: (-g[0], g[1]))]
+
+
+def _original_groups(members: list[tuple[int, int]]) -> list[list[int]]:
+    """Greedy groups of the original layer, in the order they were started.
+
+    The first remaining cell seeds a box; one pass over the remaining cells in
+    order takes every cell within one cell of the box and grows the box to it.
+    """
+    remaining = list(members)
+    groups = []
+    while remaining:
+        (y, x), *rest = remaining
+        x1, y1, x2, y2 = x, y, x, y
+        remaining = []
+        for y, x in rest:
+            if x1 - 1 <= x <= x2 + 1 and y1 - 1 <= y <= y2 + 1:
+                x1, y1, x2, y2 = min(x1, x), min(y1, y), max(x2, x), max(y2, y)
+            else:
+                remaining.append((y, x))
+        groups.append([x1, y1, x2, y2])
+    return groups

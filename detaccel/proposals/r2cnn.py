@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detaccel.proposals._checks import check_int, check_numbers, check_pairs
+from detaccel.proposals._checks import check_choice, check_int, check_numbers, check_pairs
 from detaccel.proposals.backbone import default_cut, flatten_layers, torchvision_features, truncate
 from detaccel.proposals.base import GeneratorBase, ImageId, Proposals, RawProposals
 from detaccel.proposals.image import rescale_boxes, resize_image, resize_scale, resized_size, to_bgr8
@@ -124,6 +124,11 @@ class R2CNN(GeneratorBase):
             :class:`ReceptiveField`, an ``(x, y)`` pair, or ``(stride, offset, extent)``.
         num_levels: levels of the integrated map.
         max_boxes_per_level: cell boxes per level, at most.
+        grouping: groups of a level's cells, ``"flood"`` (8-connected
+            components, largest first) or ``"original"`` (the original layer's
+            greedy box growing in raster order); see ``ops.r2cnn_level_boxes``.
+        superlevel: level ``l``'s set is the cells of level ``>= l`` (nested
+            regions) instead of ``== l``.
         scale_factors: ``(width, height)`` factors of the local search.
         footprint: pixels per cell when mapping cell boxes: ``"stride"``,
             ``"extent"`` or a number (see ``cell_boxes_to_pixels``).
@@ -146,6 +151,8 @@ class R2CNN(GeneratorBase):
         receptive_field: Any | None = None,
         num_levels: int = 10,
         max_boxes_per_level: int = 100,
+        grouping: str = "flood",
+        superlevel: bool = False,
         scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS,
         footprint: str | float = "stride",
         short_side: int | None = None,
@@ -162,6 +169,10 @@ class R2CNN(GeneratorBase):
         self.weights = weights
         self.num_levels = check_int("num_levels", num_levels, minimum=1)
         self.max_boxes_per_level = check_int("max_boxes_per_level", max_boxes_per_level, minimum=1)
+        self.grouping = check_choice("grouping", grouping, ("flood", "original"))
+        if not isinstance(superlevel, bool):
+            raise ValueError(f"superlevel: expected True or False, got {superlevel!r}")
+        self.superlevel = superlevel
         self.scale_factors = check_pairs("scale_factors", scale_factors)
         self.short_side = check_int("short_side", short_side, minimum=1, allow_none=True)
         self.max_side = check_int("max_side", max_side, minimum=1, allow_none=True)
@@ -269,7 +280,13 @@ class R2CNN(GeneratorBase):
         ops = r2cnn_ops()
         with torch.inference_mode():
             _, levels = ops.r2cnn_feature_levels(features, self.num_levels)
-            cell_boxes = ops.r2cnn_level_boxes(levels, self.num_levels, self.max_boxes_per_level)
+            cell_boxes = ops.r2cnn_level_boxes(
+                levels,
+                self.num_levels,
+                self.max_boxes_per_level,
+                grouping=self.grouping,
+                superlevel=self.superlevel,
+            )
         return [
             local_search(cell_boxes_to_pixels(boxes, self.field, self.footprint), self.scale_factors)
             for boxes in cell_boxes

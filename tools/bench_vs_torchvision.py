@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""detaccel's detector against torchvision's Faster R-CNN on the same backbone, split, seconds and threads.
+
+Both start from the backbone a detaccel configuration names (for example the ImageNet
+EfficientNet-Lite0 cut at stride 16): detaccel trains the configured family (Fast R-CNN,
+SPPnet) on its proposals; torchvision's ``FasterRCNN`` puts its own RPN and RoIAlign box head
+on a fresh copy of the same backbone, trained with its reference recipe (SGD, momentum 0.9,
+weight decay 1e-4, learning rate 0.02 per 16 images scaled to the batch, linear warm-up,
+horizontal flips). Each trains for the same number of seconds on the training split with the
+same number of threads; both are then scored with the same VOC07 code on the same test split
+and timed per image, decoding to detections, in this one process.
+
+    python tools/bench_vs_torchvision.py --config configs/fast_rcnn_raccoon.yaml --seconds 600 \\
+        --out outputs/vs_torchvision_raccoon
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from detaccel.benchmarks.detection import LoadedDetector, run_pair
+from detaccel.config import load_config
+from detaccel.data import read_image
+from detaccel.engine import DistInfo, Trainer
+from detaccel.engine.data import load_split
+from detaccel.evaluation import Detections, evaluate_voc
+from detaccel.models.backbones import build_backbone
+from detaccel.serialization import json_safe
+
+# torchvision's detection reference: lr 0.02 for 16 images (8 GPUs x 2), warm-up factor 0.001.
+REFERENCE_LR_PER_IMAGE = 0.02 / 16
+
+
+class _StrideBackbone(torch.nn.Module):
+    """A detaccel backbone as torchvision's detection models expect it (``out_channels``, one map)."""
+
+    def __init__(self, backbone: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = backbone
+        self.out_channels = backbone.out_channels
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"0": self.body(images)}
+
+
+def build_peer(config: Any, num_classes: int) -> torch.nn.Module:
+    """torchvision ``FasterRCNN`` on a fresh copy of the configured backbone, at the same image scales."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+
+    backbone = build_backbone(config.backbone)
+    mean = list(getattr(backbone, "pixel_mean", (0.485, 0.456, 0.406)))
+    std = list(getattr(backbone, "pixel_std", (0.229, 0.224, 0.225)))
+    anchors = AnchorGenerator(sizes=((32, 64, 128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
+    return FasterRCNN(
+        _StrideBackbone(backbone),
+        num_classes=num_classes + 1,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2),
+        min_size=tuple(config.data.train_scales),
+        max_size=config.data.max_size,
+        image_mean=mean,
+        image_std=std,
+    )
+
+
+def _target(record: Any, flip: bool, width: int) -> dict[str, torch.Tensor]:
+    boxes = torch.from_numpy(record.boxes.astype(np.float32)).reshape(-1, 4).clone()
+    boxes[:, 2:] += 1.0  # inclusive pixels to torchvision's continuous corners
+    if flip:
+        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+    keep = ~torch.from_numpy(record.crowd.copy()) if len(record.crowd) else torch.ones(len(boxes), dtype=bool)
+    return {"boxes": boxes[keep], "labels": torch.from_numpy(record.labels.astype(np.int64))[keep] + 1}
+
+
+def train_peer(
+    model: torch.nn.Module, records: list, seconds: float, batch: int, seed: int
+) -> dict[str, Any]:
+    """Train ``model`` for ``seconds`` with torchvision's reference recipe; returns iterations and time."""
+    lr = REFERENCE_LR_PER_IMAGE * batch
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
+    warmup = 100
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model.train()
+    started, iteration, losses = time.perf_counter(), 0, []
+    while time.perf_counter() - started < seconds:
+        factor = 0.001 + (1 - 0.001) * min(iteration / warmup, 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * factor
+        images, targets = [], []
+        for index in rng.integers(len(records), size=batch):
+            record = records[int(index)]
+            image = read_image(record.file_path)
+            flip = bool(rng.random() < 0.5)
+            if flip:
+                image = image[:, ::-1]
+            images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0)
+            targets.append(_target(record, flip, image.shape[1]))
+        loss = sum(model(images, targets).values())
+        if not math.isfinite(float(loss)):
+            raise FloatingPointError(f"torchvision peer: loss became {float(loss)} at iteration {iteration}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+        iteration += 1
+    return {
+        "iterations": iteration,
+        "seconds": time.perf_counter() - started,
+        "lr": lr,
+        "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
+    }
+
+
+@torch.no_grad()
+def score_peer(model: torch.nn.Module, records: list, class_names: tuple[str, ...], warmup: int) -> dict:
+    """VOC07 mAP of the peer on ``records`` and its time per image (decode to detections)."""
+    model.eval()
+    detections, times = {}, []
+    for i, record in enumerate([*records[:warmup], *records]):
+        start = time.perf_counter()
+        image = read_image(record.file_path)
+        tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+        (output,) = model([tensor])
+        elapsed = time.perf_counter() - start
+        if i < warmup:
+            continue
+        times.append(elapsed)
+        boxes = output["boxes"].clone()
+        boxes[:, 2:] -= 1.0  # back to inclusive pixels
+        detections[record.image_id] = Detections(boxes, output["scores"], output["labels"] - 1)
+    voc = evaluate_voc(records, detections, class_names, use_07_metric=True)
+    return {"voc07_mAP": voc["mAP"], "AP": voc["AP"], "seconds_per_image": float(np.mean(times))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", required=True, help="the detaccel configuration (dataset, backbone, family)"
+    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seconds", type=float, default=600.0, help="training seconds of each side")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of both sides (default: 2)")
+    parser.add_argument("--warmup", type=int, default=2, help="test images run first and not timed")
+    parser.add_argument(
+        "--generators",
+        default=None,
+        help="comma-separated generators to test detaccel with (default: the configuration's)",
+    )
+    parser.add_argument("--skip-peer", action="store_true", help="train and score detaccel only")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = load_config(args.config, [*args.overrides, f"train.max_seconds={args.seconds}"])
+    config.train.eval_after_training = False
+    train_set = load_split(config, config.data.train_split)
+    test_set = load_split(config, config.data.test_split)
+    test_records = list(test_set.records)
+    class_names = tuple(train_set.class_names)
+    results: dict[str, Any] = {
+        "config": args.config,
+        "overrides": args.overrides,
+        "seconds": args.seconds,
+        "threads": args.threads,
+        "train_images": len(train_set),
+        "test_images": len(test_records),
+    }
+    print(f"detaccel {config.model.family}: training for {args.seconds:.0f} s", file=sys.stderr)
+    trained = Trainer(config, out / "detaccel", DistInfo(), progress=True).train()
+    model = trained["model"].eval()
+    results["detaccel"] = {"iterations": trained["iterations"], "train_seconds": trained["train_seconds"]}
+    generators = args.generators.split(",") if args.generators else [config.proposals.name]
+    for name in generators:
+        params = config.proposals.params if name == config.proposals.name else {}
+        model.set_proposal_generator(name, params)
+        figures, _ = run_pair(
+            LoadedDetector(config.model.family, config, model, class_names), name, test_records, args.warmup
+        )
+        results["detaccel"][name] = {
+            key: figures[key]
+            for key in ("voc07_mAP", "seconds_per_image", "recall@0.50", "AR@100", "proposals_per_image")
+        } | {"stages_ms": {k: 1e3 * v["mean"] for k, v in figures["stages"].items()}}
+        print(
+            f"detaccel + {name}: VOC07 mAP {figures['voc07_mAP']:.3f}, "
+            f"{1e3 * figures['seconds_per_image']:.1f} ms/image",
+            file=sys.stderr,
+        )
+    if not args.skip_peer:
+        print(f"torchvision FasterRCNN: training for {args.seconds:.0f} s", file=sys.stderr)
+        peer = build_peer(config, len(class_names))
+        results["torchvision"] = train_peer(
+            peer, list(train_set.records), args.seconds, config.train.images_per_batch, config.train.seed
+        )
+        results["torchvision"].update(score_peer(peer, test_records, class_names, args.warmup))
+        print(
+            f"torchvision: VOC07 mAP {results['torchvision']['voc07_mAP']:.3f}, "
+            f"{1e3 * results['torchvision']['seconds_per_image']:.1f} ms/image",
+            file=sys.stderr,
+        )
+        for name in generators:
+            ours = results["detaccel"][name]
+            ours["mAP_ratio_vs_torchvision"] = ours["voc07_mAP"] / max(
+                results["torchvision"]["voc07_mAP"], 1e-9
+            )
+            ours["time_ratio_vs_torchvision"] = (
+                ours["seconds_per_image"] / results["torchvision"]["seconds_per_image"]
+            )
+    (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n")
+    print(json.dumps(json_safe(results), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
