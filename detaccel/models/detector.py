@@ -262,7 +262,8 @@ class RegionDetector(nn.Module):
         """
         if not maps or len(maps) != len(scales):
             raise ValueError(
-                f"detect_on_maps: need one feature map per scale, got {len(maps)} maps and {len(scales)} scales"
+                f"detect_on_maps: need one feature map per scale, got {len(maps)} maps "
+                f"and {len(scales)} scales"
             )
         if any(len(s) != len(proposals) for s in scales) or len(sizes) != len(proposals):
             raise ValueError("detect_on_maps: scales, proposals and sizes need one entry per image")
