@@ -281,3 +281,35 @@ def test_config_accepts_the_pretrained_backbone(tmp_path):
     config = config_from_dict(tiny_config_dict(tmp_path, backbone=section)).backbone
     assert (config.pretrained, config.freeze_at, config.frozen_bn) == ("imagenet", 2, True)
     assert config.out_stride == 8
+
+
+def test_pretrained_config_trains_and_evaluates_with_r2cnn_on_its_map(tmp_path):
+    """Fast R-CNN on ImageNet EfficientNet-Lite0 trains a few iterations, keeps its frozen stages, and
+    R²-CNN on its stride-16 map (absolute values, ranked) gives sorted boxes inside the image."""
+    from detaccel.data import read_image
+    from detaccel.engine import DistInfo, Trainer
+    from tests.detector_configs import tiny_config, tiny_dataset
+
+    data = tiny_dataset(tmp_path / "data")
+    config = tiny_config(
+        data,
+        "fast_rcnn",
+        backbone={"name": LITE0, "pretrained": "imagenet", "freeze_at": 2},
+        data={"train_scales": [96], "test_scale": 96},
+        train={"max_iter": 2, "eval_after_training": True},
+    )
+    model = Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
+    assert 0.0 <= model["eval"]["metrics"]["voc07"]["mAP"] <= 1.0
+    detector = model["model"].eval()
+    stem = efficientnet_lite_classifier(LITE0).state_dict()["_conv_stem.weight"]
+    assert torch.equal(detector.backbone.state_dict()["body.1.weight"], stem)  # frozen stem kept
+    detector.set_proposal_generator(
+        "r2cnn", {"reduction": "abs", "ranking": "contrast", "num_levels": 6, "max_proposals": 50}
+    )
+    image = read_image(next(data.rglob("*.jpg")))
+    (prediction,) = detector.predict(image)
+    boxes = prediction.proposals
+    assert 0 < len(boxes) <= 50
+    height, width = image.shape[:2]
+    assert boxes.min() >= 0 and boxes[:, 2].max() <= width - 1 and boxes[:, 3].max() <= height - 1
+    assert np.all(boxes[:, 2:] >= boxes[:, :2])

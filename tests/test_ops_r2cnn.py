@@ -299,9 +299,10 @@ def test_generator_passes_grouping_and_superlevel():
     features = torch.relu(torch.randn(1, 8, 12, 16, generator=torch.Generator().manual_seed(5)))
     _, levels = ops.r2cnn_feature_levels(features, 10)
     (cells,) = ops.r2cnn_level_boxes(levels, 10, 100, grouping="original", superlevel=True)
-    (boxes,) = generator.boxes_from_features(features)
+    ((boxes, scores),) = generator.boxes_from_features(features)
+    assert scores is None
     np.testing.assert_array_equal(boxes, local_search(cell_boxes_to_pixels(cells, generator.field)))
-    (default_boxes,) = default.boxes_from_features(features)
+    ((default_boxes, _),) = default.boxes_from_features(features)
     assert default_boxes.shape != boxes.shape or not np.array_equal(default_boxes, boxes)
 
 

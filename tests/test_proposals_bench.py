@@ -60,6 +60,8 @@ def test_bench_writes_figures_table_and_plot(tiny_voc, tmp_path, capsys):
     assert results["sliding_window"]["backbone_time_median_s"] is None
     table = (out / "results.md").read_text()
     assert all(f"| {name} |" in table for name in results)
+    # The table says which network and weights R²-CNN read.
+    assert "- r2cnn: r2cnn on alexnet (random weights, seeded) cut after layer 2, stride 8" in table
     assert (out / "recall.png").stat().st_size > 1000
     assert "own-time speed-up" in capsys.readouterr().out
 

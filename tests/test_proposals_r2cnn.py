@@ -169,9 +169,20 @@ def test_compiled_operators_end_to_end():
 
 
 @needs_ops
-def test_default_is_alexnet_pool1():
+def test_default_is_pretrained_efficientnet_and_alexnet_pool1_is_an_option():
     generator = build_generator("r2cnn")
-    assert generator.field[0].stride == 8 and generator.field[0].extent == 19
+    assert generator.field[0].stride == 16 and generator.reduction == "abs"
+    assert generator.pixel_mean == pytest.approx((127 / 255,) * 3)
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    result = generator.generate(image)
+    assert len(result) > 0 and result.timings["backbone"] > 0
+    assert (result.boxes[:, 2] <= 159).all() and (result.boxes[:, 3] <= 119).all()
+    stride8 = build_generator("r2cnn", layer="stride8")
+    assert stride8.field[0].stride == 8
+    with pytest.raises(ValueError, match="no stage"):
+        build_generator("r2cnn", layer="stride32")
+    alexnet = build_generator("r2cnn", backbone="alexnet")
+    assert alexnet.field[0].stride == 8 and alexnet.field[0].extent == 19 and alexnet.reduction == "sum"
 
 
 def test_compiled_operators_with_vgg16_and_tiny_images():

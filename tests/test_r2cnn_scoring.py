@@ -52,3 +52,53 @@ def test_contrast_ranks_a_bright_blob_before_background():
     pixel = boxes * 4 + 1.5
     np.testing.assert_allclose(contrast_scores(integrated, pixel, field), scores, atol=1e-6)
     assert contrast_scores(integrated, np.zeros((0, 4)), UNIT).shape == (0,)
+
+
+def _blob_features() -> torch.Tensor:
+    """Signed features: a strong negative blob at rows 4-7, columns 10-15 of a 16 x 24 map."""
+    features = 0.05 * torch.randn(1, 4, 16, 24, generator=torch.Generator().manual_seed(3))
+    features[:, :, 4:8, 10:16] -= 2.0
+    return features
+
+
+def test_generator_ranking_puts_the_object_first_and_applies_nms():
+    from torchvision.ops import box_iou
+
+    from detaccel.proposals.r2cnn import R2CNN
+
+    field = (8.0, 3.5, 8.0)
+    ranked = R2CNN(backbone=None, receptive_field=field, reduction="abs", ranking="contrast", nms_iou=0.5)
+    ((boxes, scores),) = ranked.boxes_from_features(_blob_features())
+    assert scores is not None and len(scores) == len(boxes)
+    assert np.all(np.diff(scores) <= 0), "boxes are not sorted by score"
+    overlaps = box_iou(torch.from_numpy(boxes), torch.from_numpy(boxes)).fill_diagonal_(0)
+    assert float(overlaps.max()) <= 0.5 + 1e-6
+    blob = torch.tensor([[10 * 8.0, 4 * 8.0, 16 * 8.0 - 1, 8 * 8.0 - 1]], dtype=torch.float64)
+    assert float(box_iou(torch.from_numpy(boxes[:1]), blob)) > 0.5
+
+
+def test_generator_abs_reduction_finds_a_signed_blob_that_sum_misses():
+    from torchvision.ops import box_iou
+
+    from detaccel.proposals.r2cnn import R2CNN
+
+    field = (8.0, 3.5, 8.0)
+    blob = torch.tensor([[10 * 8.0, 4 * 8.0, 16 * 8.0 - 1, 8 * 8.0 - 1]], dtype=torch.float64)
+    best = {}
+    for reduction in ("sum", "abs"):
+        generator = R2CNN(backbone=None, receptive_field=field, reduction=reduction, scale_factors=())
+        ((boxes, _),) = generator.boxes_from_features(_blob_features())
+        best[reduction] = float(box_iou(torch.from_numpy(boxes), blob).max()) if len(boxes) else 0.0
+    assert best["abs"] > 0.9 > best["sum"]
+
+
+def test_generator_quantile_levels_and_bad_options():
+    from detaccel.proposals.r2cnn import R2CNN
+
+    field = (8.0, 3.5, 8.0)
+    generator = R2CNN(backbone=None, receptive_field=field, levels="quantile", reduction="l2")
+    ((boxes, scores),) = generator.boxes_from_features(_blob_features())
+    assert scores is None and len(boxes) > 0
+    for bad in ({"reduction": "max"}, {"levels": "log"}, {"ranking": "rpn"}, {"nms_iou": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            R2CNN(backbone=None, receptive_field=field, **bad)

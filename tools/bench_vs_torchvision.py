@@ -159,6 +159,13 @@ def main() -> int:
         default=None,
         help="comma-separated generators to test detaccel with (default: the configuration's)",
     )
+    parser.add_argument(
+        "--generator-params",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help='parameters of a tested generator, e.g. r2cnn=\'{"reduction": "abs"}\' (repeatable)',
+    )
     parser.add_argument("--skip-peer", action="store_true", help="train and score detaccel only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -184,8 +191,13 @@ def main() -> int:
     model = trained["model"].eval()
     results["detaccel"] = {"iterations": trained["iterations"], "train_seconds": trained["train_seconds"]}
     generators = args.generators.split(",") if args.generators else [config.proposals.name]
+    given = {}
+    for item in args.generator_params:
+        key, _, value = item.partition("=")
+        given[key] = json.loads(value)
+    results["generator_params"] = given
     for name in generators:
-        params = config.proposals.params if name == config.proposals.name else {}
+        params = given.get(name, config.proposals.params if name == config.proposals.name else {})
         model.set_proposal_generator(name, params)
         figures, _ = run_pair(
             LoadedDetector(config.model.family, config, model, class_names), name, test_records, args.warmup

@@ -91,6 +91,7 @@ def run_proposal_benchmark(
     results = {}
     for name, generator in tqdm(generators.items(), desc="generators", disable=not progress):
         results[name], _ = benchmark_generator(generator, records, load_image, progress)
+        results[name]["reads"] = generator.describe()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "results.md").write_text(markdown_table(results))
     plot_recall(results, out / "recall.png")
@@ -116,7 +117,8 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]], reference: str = "s
             + " | ".join(f"{r[k]:.3f}" for k in REPORTED)
             + " |"
         )
-    return "\n".join(lines) + "\n"
+    described = [f"- {name}: {r['reads']}" for name, r in results.items() if r.get("reads", name) != name]
+    return "\n".join(lines + (["", *described] if described else [])) + "\n"
 
 
 def plot_recall(results: Mapping[str, Mapping[str, Any]], path: Path) -> None:

@@ -355,8 +355,7 @@ class Trainer:
         if info.is_main:
             plot_loss_curve(self.out_dir / "metrics.jsonl", self.out_dir / "loss_curve.png")
             print(
-                f"trained {iterations} iterations in {seconds:.1f} s "
-                f"-> {self.out_dir / FINAL_MODEL}",
+                f"trained {iterations} iterations in {seconds:.1f} s -> {self.out_dir / FINAL_MODEL}",
                 file=sys.stderr,
             )
         result: dict[str, Any] = {

@@ -90,11 +90,16 @@ class FeatureProposals(ProposalSource):
         """
         raw = self.generator.boxes_from_features(feature_map.detach())
         out = []
-        for boxes, size, scale in zip(raw, input_sizes, scales, strict=True):
+        for (boxes, scores), size, scale in zip(raw, input_sizes, scales, strict=True):
             kept, _ = finalize_proposals(
-                boxes, None, tuple(size), min_size=self.generator.min_size, max_proposals=self.max_proposals
+                boxes, scores, tuple(size), min_size=self.generator.min_size, max_proposals=self.max_proposals
             )
-            out.append(np.ascontiguousarray(kept / scale, dtype=np.float32))
+            # Back to original pixels, clipped again: the resized image's last pixel maps past the original's.
+            height, width = (round(side / scale) for side in size)
+            original = kept / scale
+            np.clip(original[:, 0::2], 0, width - 1, out=original[:, 0::2])
+            np.clip(original[:, 1::2], 0, height - 1, out=original[:, 1::2])
+            out.append(np.ascontiguousarray(original, dtype=np.float32))
         return out
 
     def describe(self) -> str:

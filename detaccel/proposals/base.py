@@ -165,6 +165,10 @@ class GeneratorBase(abc.ABC):
         timings["postprocess"] = time.perf_counter() - start
         return Proposals(boxes, scores, image_size, timings)
 
+    def describe(self) -> str:
+        """One line saying what this generator reads (for reports)."""
+        return self.name
+
     def parameters(self) -> dict[str, Any]:
         """The constructor arguments of this generator (enough to build it again)."""
         names = [

@@ -2,14 +2,20 @@
 
 1. A backbone turns the image into a feature map (or the caller passes the
    detector's feature map of the image).
-2. ``ops.r2cnn_feature_levels`` integrates the channels into one map and
-   quantises it into ``num_levels`` levels.
-3. ``ops.r2cnn_level_boxes`` boxes each level and its 8-connected groups, in
-   inclusive feature-cell coordinates.
+2. ``ops.r2cnn_feature_levels`` integrates the channels into one map (after
+   the ``reduction``: as they are, absolute values or the channel norm) and
+   quantises it into ``num_levels`` levels (a uniform split of the maximum, or
+   per-image quantiles with ``levels="quantile"``).
+3. ``ops.r2cnn_level_boxes`` boxes each level and its groups (8-connected
+   components, or the original layer's greedy box growing), in inclusive
+   feature-cell coordinates.
 4. Each cell box is mapped to pixels through the receptive field
    (:func:`~detaccel.proposals.receptive_field.cell_boxes_to_pixels`), and a
    local search adds variants of it around the same centre, with width and
    height scaled by each of ``scale_factors``.
+5. With ``ranking="contrast"`` every box is scored by its integrated value
+   against a ring around it, sorted and de-duplicated by NMS at ``nms_iou``, so
+   that the first ``k`` boxes are the best ``k``.
 
 Steps 2-4 run in compiled operators and numpy; they are timed apart from the
 backbone (``Proposals.timings["proposals"]`` and ``["backbone"]``).
@@ -30,6 +36,14 @@ from detaccel.proposals._checks import check_choice, check_int, check_numbers, c
 from detaccel.proposals.backbone import default_cut, flatten_layers, torchvision_features, truncate
 from detaccel.proposals.base import GeneratorBase, ImageId, Proposals, RawProposals
 from detaccel.proposals.image import rescale_boxes, resize_image, resize_scale, resized_size, to_bgr8
+from detaccel.proposals.r2cnn_scoring import (
+    LEVEL_RULES,
+    RANKINGS,
+    REDUCTIONS,
+    contrast_scores,
+    quantile_levels,
+    reduce_channels,
+)
 from detaccel.proposals.receptive_field import (
     ReceptiveField,
     UnsupportedLayerError,
@@ -100,25 +114,48 @@ def _as_field(value: Any) -> tuple[ReceptiveField, ReceptiveField]:
     return field, field
 
 
-class R2CNN(GeneratorBase):
-    """R²-CNN proposal generator (see the module docstring); no scores.
+def _is_efficientnet(backbone: Any) -> bool:
+    return isinstance(backbone, str) and backbone.startswith("efficientnet_lite")
 
-    Output order: the operators' order of cell boxes (per level: the level's
-    box, then its groups, largest first), each box followed by its local-search
-    variants in the order of ``scale_factors``.
+
+class _StageMap(nn.Module):
+    """A detaccel backbone's map at one named stage."""
+
+    def __init__(self, backbone: nn.Module, stage: str) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.stage = stage
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_stages(images, [self.stage])[self.stage]
+
+
+class R2CNN(GeneratorBase):
+    """R²-CNN proposal generator (see the module docstring).
+
+    Output order without ranking (the original, no scores): the operators'
+    order of cell boxes (per level: the level's box, then its groups, largest
+    first), each box followed by its local-search variants in the order of
+    ``scale_factors``. With ``ranking="contrast"``: by decreasing contrast
+    score, after NMS.
 
     Args:
-        backbone: a torchvision name from
+        backbone: ``efficientnet_lite0``/``1``/``2`` (the default: ImageNet
+            weights from their pip package, or the ``weights`` file; cut at
+            stage ``layer``, default ``stride16``), a torchvision name from
             :data:`~detaccel.proposals.backbone.SEQUENTIAL_FEATURE_MODELS`
             (its ``features``), an ``nn.Module`` (``nn.Sequential``-like to be
             cut or to have its receptive field computed), or ``None`` when the
             caller always passes ``features``.
         layer: cut the backbone after this layer (top-level index or qualified
-            name); ``None``: AlexNet is cut after pool1 (stride 8, the layer of
-            the original R²-CNN, and the default backbone), another named
-            backbone before its last max-pooling (VGG16: conv5_3, stride 16),
-            a module is used whole.
-        weights: torchvision weights name for a named backbone (``None``: random).
+            name; for EfficientNet-Lite a stage name such as ``stride8``);
+            ``None``: EfficientNet-Lite at ``stride16``, AlexNet after pool1
+            (stride 8, the layer of the original R²-CNN, random weights: the
+            fidelity option), another named backbone before its last
+            max-pooling (VGG16: conv5_3, stride 16), a module is used whole.
+        weights: torchvision weights name for a named torchvision backbone
+            (``None``: random, seeded); a state dict file for EfficientNet-Lite
+            (``None``: its ImageNet weights).
         receptive_field: geometry of the feature map; computed from the
             backbone when omitted (required without one). A
             :class:`ReceptiveField`, an ``(x, y)`` pair, or ``(stride, offset, extent)``.
@@ -130,13 +167,23 @@ class R2CNN(GeneratorBase):
         superlevel: level ``l``'s set is the cells of level ``>= l`` (nested
             regions) instead of ``== l``.
         scale_factors: ``(width, height)`` factors of the local search.
+        reduction: how channels enter the integrated map: ``"sum"`` (as they
+            are, the original), ``"abs"`` (absolute values: for signed maps
+            such as linear bottlenecks) or ``"l2"`` (the channel norm);
+            ``None``: ``abs`` on EfficientNet-Lite, ``sum`` otherwise.
+        levels: ``"uniform"`` (``num_levels`` equal parts of the maximum, the
+            original) or ``"quantile"`` (per-image quantiles of the map).
+        ranking: ``"none"`` (the original order, no scores) or ``"contrast"``
+            (mean integrated value inside the box minus a ring around it).
+        nms_iou: IoU of the NMS after ranking (``None``: no NMS).
         footprint: pixels per cell when mapping cell boxes: ``"stride"``,
             ``"extent"`` or a number (see ``cell_boxes_to_pixels``).
         short_side, max_side: resize the image for the backbone (shorter side
             to ``short_side``, longer side at most ``max_side``; ``None``:
             native size). Features passed by the caller must come from the
             image resized by the same rule.
-        pixel_mean, pixel_std: RGB normalisation of ``[0, 1]`` pixels.
+        pixel_mean, pixel_std: RGB normalisation of ``[0, 1]`` pixels (``None``:
+            the backbone's own; ImageNet statistics for torchvision networks).
         device: where the backbone and the level operator run.
     """
 
@@ -145,7 +192,7 @@ class R2CNN(GeneratorBase):
     def __init__(
         self,
         *,
-        backbone: str | nn.Module | None = "alexnet",
+        backbone: str | nn.Module | None = "efficientnet_lite0",
         layer: int | str | None = None,
         weights: str | None = None,
         receptive_field: Any | None = None,
@@ -154,11 +201,15 @@ class R2CNN(GeneratorBase):
         grouping: str = "flood",
         superlevel: bool = False,
         scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS,
+        reduction: str | None = None,
+        levels: str = "uniform",
+        ranking: str = "none",
+        nms_iou: float | None = 0.8,
         footprint: str | float = "stride",
         short_side: int | None = None,
         max_side: int | None = None,
-        pixel_mean: Sequence[float] = IMAGENET_MEAN,
-        pixel_std: Sequence[float] = IMAGENET_STD,
+        pixel_mean: Sequence[float] | None = None,
+        pixel_std: Sequence[float] | None = None,
         device: str | torch.device = "cpu",
         max_proposals: int | None = None,
         min_size: float = 1.0,
@@ -174,19 +225,34 @@ class R2CNN(GeneratorBase):
             raise ValueError(f"superlevel: expected True or False, got {superlevel!r}")
         self.superlevel = superlevel
         self.scale_factors = check_pairs("scale_factors", scale_factors)
+        if reduction is None:
+            reduction = "abs" if _is_efficientnet(backbone) else "sum"
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.levels = check_choice("levels", levels, LEVEL_RULES)
+        self.ranking = check_choice("ranking", ranking, RANKINGS)
+        if nms_iou is not None and not (isinstance(nms_iou, int | float) and 0 < nms_iou <= 1):
+            raise ValueError(f"nms_iou: expected a number in (0, 1] or None, got {nms_iou!r}")
+        self.nms_iou = None if nms_iou is None else float(nms_iou)
         self.short_side = check_int("short_side", short_side, minimum=1, allow_none=True)
         self.max_side = check_int("max_side", max_side, minimum=1, allow_none=True)
+        self.device = torch.device(device)
+        self._stage_backbone: Any = None  # an EfficientNet-Lite backbone, when named
+        self.network = self._build_network()
+        own_mean, own_std = IMAGENET_MEAN, IMAGENET_STD
+        if self._stage_backbone is not None:
+            own_mean, own_std = self._stage_backbone.pixel_mean, self._stage_backbone.pixel_std
+        pixel_mean = own_mean if pixel_mean is None else pixel_mean
         self.pixel_mean = check_numbers("pixel_mean", pixel_mean, positive=False)
-        self.pixel_std = check_numbers("pixel_std", pixel_std)
+        self.pixel_std = check_numbers("pixel_std", own_std if pixel_std is None else pixel_std)
         if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3:
             raise ValueError("pixel_mean and pixel_std: expected three values (R, G, B)")
-        self.device = torch.device(device)
         self.footprint = footprint
         self.receptive_field = receptive_field
 
-        self.network = self._build_network()
         if receptive_field is not None:
             self.field = _as_field(receptive_field)
+        elif self._stage_backbone is not None:
+            self.field = self._stage_backbone.receptive_fields(self.layer)
         elif self.network is None:
             raise ValueError("receptive_field: required when there is no backbone")
         else:
@@ -198,7 +264,7 @@ class R2CNN(GeneratorBase):
             footprint_size(field, footprint)
         # Smallest input the network accepts; smaller images are zero-padded (after normalisation).
         self.min_input_size: tuple[int, int] | None = None
-        if self.network is not None:
+        if self.network is not None and self._stage_backbone is None:
             with contextlib.suppress(UnsupportedLayerError):
                 self.min_input_size = minimum_input_size(self.network)
         self._mean = torch.tensor(self.pixel_mean, device=self.device).view(1, 3, 1, 1)
@@ -209,6 +275,8 @@ class R2CNN(GeneratorBase):
             if self.layer is not None:
                 raise ValueError("layer: given without a backbone")
             return None
+        if _is_efficientnet(self.backbone):
+            return self._efficientnet_stage()
         if isinstance(self.backbone, str):
             features = torchvision_features(self.backbone, self.weights)
             layer = self.layer if self.layer is not None else DEFAULT_LAYERS.get(self.backbone)
@@ -226,6 +294,41 @@ class R2CNN(GeneratorBase):
         if not flatten_layers(network):
             raise ValueError("backbone: the cut network has no layers")
         return network.to(self.device).eval().requires_grad_(False)
+
+    def _efficientnet_stage(self) -> nn.Module:
+        """The named EfficientNet-Lite (ImageNet weights from its package, or ``weights`` file) up to
+        stage ``layer`` (default ``stride16``)."""
+        from detaccel.config.schema import BackboneConfig
+        from detaccel.models.backbones import build_backbone
+
+        self.layer = "stride16" if self.layer is None else str(self.layer)
+        pretrained = None if self.weights else "imagenet"
+        config = BackboneConfig(name=self.backbone, pretrained=pretrained, weights=self.weights)
+        backbone = build_backbone(config)
+        if self.layer not in (*backbone.stage_names, "out"):
+            raise ValueError(
+                f"layer: {self.backbone} has no stage {self.layer!r}; "
+                f"stages: {', '.join(backbone.stage_names)}"
+            )
+        self._stage_backbone = backbone
+        return _StageMap(backbone, self.layer).to(self.device).eval().requires_grad_(False)
+
+    def describe(self) -> str:
+        """Which network, weights and map this generator reads, and how."""
+        if self.backbone is None:
+            source = "the caller's feature map"
+        elif _is_efficientnet(self.backbone):
+            source = f"{self.backbone} ({self.weights or 'ImageNet weights'}) at {self.layer}"
+        elif isinstance(self.backbone, str):
+            weights = self.weights or "random weights, seeded"
+            cut = self.layer if self.layer is not None else DEFAULT_LAYERS.get(self.backbone, "default")
+            source = f"{self.backbone} ({weights}) cut after layer {cut}"
+        else:
+            source = f"a {type(self.backbone).__name__} module"
+        return (
+            f"r2cnn on {source}, stride {self.field[0].stride:g}; reduction {self.reduction}, "
+            f"{self.levels} levels, {self.grouping} grouping, ranking {self.ranking}"
+        )
 
     # -- stages ---------------------------------------------------------------
 
@@ -257,8 +360,8 @@ class R2CNN(GeneratorBase):
 
     def _timed_boxes(
         self, images: Sequence[np.ndarray], features: torch.Tensor | None
-    ) -> tuple[list[np.ndarray], dict[str, float]]:
-        """Pixel boxes of each (same-sized) image and the batch's stage timings."""
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], dict[str, float]]:
+        """Pixel boxes and scores of each (same-sized) image and the batch's stage timings."""
         height, width = images[0].shape[:2]
         backbone_seconds = 0.0
         if features is None:
@@ -267,7 +370,7 @@ class R2CNN(GeneratorBase):
             backbone_seconds = time.perf_counter() - start
         start = time.perf_counter()
         factors = self._input_factors(height, width)
-        boxes = [rescale_boxes(b, factors) for b in self.boxes_from_features(features)]
+        boxes = [(rescale_boxes(b, factors), s) for b, s in self.boxes_from_features(features)]
         proposal_seconds = time.perf_counter() - start
         return boxes, {"backbone": backbone_seconds, "proposals": proposal_seconds}
 
@@ -275,11 +378,15 @@ class R2CNN(GeneratorBase):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def boxes_from_features(self, features: torch.Tensor) -> list[np.ndarray]:
-        """Levels, cell boxes and local search: pixel boxes of the network input, per image."""
+    def boxes_from_features(self, features: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Levels, cell boxes, local search and ranking: ``(pixel boxes of the network input, scores or
+        None)`` per image."""
         ops = r2cnn_ops()
         with torch.inference_mode():
-            _, levels = ops.r2cnn_feature_levels(features, self.num_levels)
+            reduced = reduce_channels(features, self.reduction)
+            integrated, levels = ops.r2cnn_feature_levels(reduced, self.num_levels)
+            if self.levels == "quantile":
+                levels = quantile_levels(integrated, self.num_levels)
             cell_boxes = ops.r2cnn_level_boxes(
                 levels,
                 self.num_levels,
@@ -287,10 +394,22 @@ class R2CNN(GeneratorBase):
                 grouping=self.grouping,
                 superlevel=self.superlevel,
             )
-        return [
-            local_search(cell_boxes_to_pixels(boxes, self.field, self.footprint), self.scale_factors)
-            for boxes in cell_boxes
-        ]
+        out = []
+        for index, cells in enumerate(cell_boxes):
+            boxes = local_search(cell_boxes_to_pixels(cells, self.field, self.footprint), self.scale_factors)
+            out.append(self._rank(boxes, integrated[index]) if self.ranking == "contrast" else (boxes, None))
+        return out
+
+    def _rank(self, boxes: np.ndarray, integrated: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``boxes`` sorted by contrast score and de-duplicated by NMS, with their scores."""
+        from torchvision.ops import nms
+
+        scores = contrast_scores(integrated.float().cpu().numpy(), boxes, self.field)
+        order = np.argsort(-scores, kind="stable")
+        if self.nms_iou is not None and len(boxes):
+            keep = nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores), self.nms_iou).numpy()
+            order = keep
+        return boxes[order], scores[order]
 
     def _as_features(self, features: Any) -> torch.Tensor:
         if not isinstance(features, torch.Tensor):
@@ -308,7 +427,7 @@ class R2CNN(GeneratorBase):
     def _propose(self, image: np.ndarray, features: Any | None, image_id: ImageId | None) -> RawProposals:
         feature_map = None if features is None else self._as_features(features)
         boxes, timings = self._timed_boxes([image], feature_map)
-        return RawProposals(boxes[0], None, timings)
+        return RawProposals(*boxes[0], timings)
 
     def generate_batch(
         self,
@@ -334,4 +453,4 @@ class R2CNN(GeneratorBase):
         boxes, timings = self._timed_boxes(bgr, features)
         timings = {stage: seconds / len(bgr) for stage, seconds in timings.items()}
         size = bgr[0].shape[:2]
-        return [self._finish(RawProposals(b, None, dict(timings)), size, 0.0) for b in boxes]
+        return [self._finish(RawProposals(b, s, dict(timings)), size, 0.0) for b, s in boxes]
