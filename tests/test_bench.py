@@ -57,6 +57,23 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     assert (out / "models" / "fast_rcnn" / "model_final.pth").is_file()
     assert not (out / "models" / "fast_rcnn" / "eval.json").exists()  # no separate test-split pass
     capsys.readouterr()
+    # A trained checkpoint is used as it is, not trained again.
+    trained = out / "models" / "fast_rcnn" / "model_final.pth"
+    reuse = tmp_path / "reuse.yaml"
+    reuse.write_text(
+        yaml.safe_dump(
+            {
+                "images": 2,
+                "detectors": {
+                    "given": {"config": str(matrix.parent / "fast_rcnn.yaml"), "checkpoint": str(trained)}
+                },
+                "generators": {"r2cnn": {"max_proposals": 4}},
+            }
+        )
+    )
+    assert main(["bench", "--matrix", str(reuse), "--out", str(tmp_path / "reuse"), "--no-progress"]) == 0
+    assert "training" not in capsys.readouterr().out
+    assert not (tmp_path / "reuse" / "models").exists()
 
     # A second run reuses the trained models and finished pairs.
     assert main(["bench", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0

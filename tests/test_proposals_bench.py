@@ -93,3 +93,21 @@ def test_bench_rejects_bad_options(tiny_voc, tmp_path, capsys, extra, message):
 def test_bench_reports_missing_data_root(tmp_path, capsys):
     assert main(["proposals", "bench", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_bench_reads_a_trained_checkpoints_features(tiny_voc, tmp_path):
+    from detaccel.engine import DistInfo, Trainer
+    from detaccel.engine.trainer import FINAL_MODEL
+    from tests.detector_configs import tiny_config, tiny_dataset
+
+    data = tiny_dataset(tmp_path / "data")
+    Trainer(tiny_config(data, "fast_rcnn"), tmp_path / "model", DistInfo(), progress=False).train()
+    out = tmp_path / "bench"
+    args = ["proposals", "bench", "--data-root", str(tiny_voc), "--classes", "synthetic", "--no-progress"]
+    checkpoint = str(tmp_path / "model" / FINAL_MODEL)
+    code = main([*args, "--generators", "r2cnn", "--checkpoint", checkpoint, "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["r2cnn"]["reads"].startswith("r2cnn on the given SmallBackbone at out, stride 8")
+    assert results["r2cnn"]["proposals_per_image"] > 0 and results["r2cnn"]["backbone_time_median_s"] > 0
+    assert main([*args, "--generators", "sliding_window", "--checkpoint", checkpoint, "--out", str(out)]) == 2

@@ -1,6 +1,7 @@
 """The benchmark matrix: which detectors and generators to run, training what is missing, and the run.
 
 A matrix file (YAML) names detectors (a detector config, optional overrides,
+``checkpoint: <model file>`` to use a trained model instead of training one,
 or ``from: <detector>`` with ``svd: {layer: rank}`` for a compressed copy) and
 proposal generators with their parameters. Trained models and finished
 (detector, generator) results are kept in the output directory, so an
@@ -23,7 +24,7 @@ from detaccel.benchmarks.detection import LoadedDetector, run_pair
 from detaccel.profiling import plot_stacked_bars, summary_csv, summary_markdown
 
 MATRIX_KEYS = {"images", "warmup", "detectors", "generators"}
-DETECTOR_KEYS = {"config", "overrides", "from", "svd"}
+DETECTOR_KEYS = {"config", "overrides", "from", "svd", "checkpoint"}
 
 
 class MatrixError(ValueError):
@@ -37,6 +38,7 @@ class DetectorSpec:
     overrides: list[str] = field(default_factory=list)
     base: str | None = None
     svd: dict[str, int] = field(default_factory=dict)
+    checkpoint: str | None = None  # a trained model to use instead of training one
 
 
 @dataclass
@@ -75,7 +77,12 @@ def parse_matrix(data: Any, source: str = "matrix") -> MatrixSpec:
         svd = dict(_mapping(entry.get("svd", {}), f"detectors.{name}.svd"))
         if not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in svd.values()):
             raise MatrixError(f"{source}: detectors.{name}.svd: ranks must be positive integers")
-        detectors.append(DetectorSpec(name, entry.get("config"), overrides, entry.get("from"), svd))
+        checkpoint = entry.get("checkpoint")
+        if checkpoint is not None and ("from" in entry or not isinstance(checkpoint, str)):
+            raise MatrixError(f"{source}: detectors.{name}.checkpoint: a model file path, with 'config'")
+        detectors.append(
+            DetectorSpec(name, entry.get("config"), overrides, entry.get("from"), svd, checkpoint)
+        )
     known = [d.name for d in detectors]
     for spec in detectors:
         if spec.base is not None and spec.base not in known[: known.index(spec.name)]:
@@ -159,7 +166,9 @@ def prepare_detectors(
         config = load_config(item.config, [*item.overrides, *data_overrides])
         config.train.eval_after_training = False  # the matrix measures every model on its own images
         model_dir = out_dir / "models" / item.name
-        final = model_dir / FINAL_MODEL
+        final = Path(item.checkpoint) if item.checkpoint else model_dir / FINAL_MODEL
+        if item.checkpoint and not final.is_file():
+            raise MatrixError(f"detectors.{item.name}.checkpoint: {final}: no such file")
         if not final.is_file():
             resume = (model_dir / LAST_CHECKPOINT).is_file()
             print(f"training {item.name} ({item.config}){' from its last checkpoint' if resume else ''}")

@@ -39,6 +39,23 @@ def default_dataset(path: Path, split: str):
     return load_dataset("voc", root, split, classes="synthetic")
 
 
+def trained_features(checkpoint: str) -> dict[str, Any]:
+    """R²-CNN parameters that read a trained detector's backbone, at the detector's test image size."""
+    from detaccel.cli import CommandError
+    from detaccel.engine import CheckpointError
+    from detaccel.engine.loading import load_detector
+
+    try:
+        config, model, _ = load_detector(checkpoint)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        raise CommandError(f"--checkpoint {checkpoint}: {error}") from None
+    return {
+        "backbone": model.backbone,
+        "short_side": config.data.test_scale,
+        "max_side": config.data.max_size,
+    }
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from detaccel.benchmarks.proposals import markdown_table, run_proposal_benchmark
     from detaccel.cli import CommandError
@@ -47,6 +64,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.generators.split(",") if n.strip()]
     params = parse_settings(args.set or [], names)
+    if args.checkpoint is not None:
+        if "r2cnn" not in names:
+            raise CommandError(
+                "--checkpoint: only r2cnn reads a trained detector's features; add it to --generators"
+            )
+        params["r2cnn"] = trained_features(args.checkpoint) | params["r2cnn"]
     try:
         generators = {name: build_generator(name, **params[name]) for name in names}
     except (TypeError, ValueError) as error:
@@ -103,6 +126,12 @@ def register(subparsers) -> None:
         action="append",
         metavar="GEN.PARAM=VALUE",
         help="generator parameter, e.g. r2cnn.backbone=alexnet or edge_boxes.max_boxes=1000 (repeatable)",
+    )
+    bench.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a trained detector: r2cnn reads its backbone's map (stage r2cnn.layer, default its RoI map) "
+        "at its test scale",
     )
     bench.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     bench.add_argument("--out", type=Path, default=Path("outputs/proposals_bench"), help="output directory")

@@ -118,6 +118,13 @@ def _is_efficientnet(backbone: Any) -> bool:
     return isinstance(backbone, str) and backbone.startswith("efficientnet_lite")
 
 
+def _has_stages(backbone: Any) -> bool:
+    """Whether ``backbone`` is a detaccel backbone (named stages and their receptive fields)."""
+    return isinstance(backbone, nn.Module) and all(
+        hasattr(backbone, name) for name in ("forward_stages", "receptive_fields", "stage_names")
+    )
+
+
 class _StageMap(nn.Module):
     """A detaccel backbone's map at one named stage."""
 
@@ -144,9 +151,11 @@ class R2CNN(GeneratorBase):
             weights from their pip package, or the ``weights`` file; cut at
             stage ``layer``, default ``stride16``), a torchvision name from
             :data:`~detaccel.proposals.backbone.SEQUENTIAL_FEATURE_MODELS`
-            (its ``features``), an ``nn.Module`` (``nn.Sequential``-like to be
-            cut or to have its receptive field computed), or ``None`` when the
-            caller always passes ``features``.
+            (its ``features``), a detaccel backbone (for example a trained
+            detector's ``backbone``: read at stage ``layer``, default ``"out"``,
+            with its own normalisation), an ``nn.Module`` (``nn.Sequential``-like
+            to be cut or to have its receptive field computed), or ``None`` when
+            the caller always passes ``features``.
         layer: cut the backbone after this layer (top-level index or qualified
             name; for EfficientNet-Lite a stage name such as ``stride8``);
             ``None``: EfficientNet-Lite at ``stride16``, AlexNet after pool1
@@ -281,6 +290,10 @@ class R2CNN(GeneratorBase):
             features = torchvision_features(self.backbone, self.weights)
             layer = self.layer if self.layer is not None else DEFAULT_LAYERS.get(self.backbone)
             network = truncate(features, default_cut(features) if layer is None else layer)
+        elif _has_stages(self.backbone):
+            if self.weights is not None:
+                raise ValueError("weights: load the backbone module's weights yourself")
+            return self._stage_network(self.backbone, "out")
         elif isinstance(self.backbone, nn.Module):
             if self.weights is not None:
                 raise ValueError(
@@ -296,19 +309,22 @@ class R2CNN(GeneratorBase):
         return network.to(self.device).eval().requires_grad_(False)
 
     def _efficientnet_stage(self) -> nn.Module:
-        """The named EfficientNet-Lite (ImageNet weights from its package, or ``weights`` file) up to
-        stage ``layer`` (default ``stride16``)."""
+        """The named EfficientNet-Lite (ImageNet weights from its package, or ``weights`` file)."""
         from detaccel.config.schema import BackboneConfig
         from detaccel.models.backbones import build_backbone
 
-        self.layer = "stride16" if self.layer is None else str(self.layer)
         pretrained = None if self.weights else "imagenet"
         config = BackboneConfig(name=self.backbone, pretrained=pretrained, weights=self.weights)
-        backbone = build_backbone(config)
+        return self._stage_network(build_backbone(config), "stride16")
+
+    def _stage_network(self, backbone: nn.Module, default: str) -> nn.Module:
+        """A detaccel backbone (named stages, receptive fields, its own normalisation) up to stage
+        ``layer`` (``default`` when not given)."""
+        self.layer = default if self.layer is None else str(self.layer)
         if self.layer not in (*backbone.stage_names, "out"):
             raise ValueError(
-                f"layer: {self.backbone} has no stage {self.layer!r}; "
-                f"stages: {', '.join(backbone.stage_names)}"
+                f"layer: the backbone has no stage {self.layer!r}; "
+                f"stages: {', '.join((*backbone.stage_names, 'out'))}"
             )
         self._stage_backbone = backbone
         return _StageMap(backbone, self.layer).to(self.device).eval().requires_grad_(False)
@@ -323,6 +339,8 @@ class R2CNN(GeneratorBase):
             weights = self.weights or "random weights, seeded"
             cut = self.layer if self.layer is not None else DEFAULT_LAYERS.get(self.backbone, "default")
             source = f"{self.backbone} ({weights}) cut after layer {cut}"
+        elif self._stage_backbone is not None:
+            source = f"the given {type(self.backbone).__name__} at {self.layer}"
         else:
             source = f"a {type(self.backbone).__name__} module"
         return (
