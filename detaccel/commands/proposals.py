@@ -110,6 +110,9 @@ def register(subparsers) -> None:
     )
     bench.add_argument("--split", default="test", help="split to run on (default: test)")
     bench.add_argument(
+        "--split-dir", default=None, help="VOC: the directory of <split>.txt files (default: ImageSets/Main)"
+    )
+    bench.add_argument(
         "--classes",
         default="auto",
         help="VOC class list: auto (default), voc, synthetic, discover or comma-separated names",

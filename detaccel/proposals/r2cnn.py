@@ -345,7 +345,8 @@ class R2CNN(GeneratorBase):
             source = f"a {type(self.backbone).__name__} module"
         return (
             f"r2cnn on {source}, stride {self.field[0].stride:g}; reduction {self.reduction}, "
-            f"{self.levels} levels, {self.grouping} grouping, ranking {self.ranking}"
+            f"{self.levels} levels{' (superlevel sets)' if self.superlevel else ''}, "
+            f"{self.grouping} grouping, ranking {self.ranking}"
         )
 
     # -- stages ---------------------------------------------------------------
