@@ -245,7 +245,6 @@ class R2CNN(GeneratorBase):
         self.short_side = check_int("short_side", short_side, minimum=1, allow_none=True)
         self.max_side = check_int("max_side", max_side, minimum=1, allow_none=True)
         self.device = torch.device(device)
-        self._stage_backbone: Any = None  # an EfficientNet-Lite backbone, when named
         self.network = self._build_network()
         own_mean, own_std = IMAGENET_MEAN, IMAGENET_STD
         if self._stage_backbone is not None:
@@ -326,8 +325,12 @@ class R2CNN(GeneratorBase):
                 f"layer: the backbone has no stage {self.layer!r}; "
                 f"stages: {', '.join((*backbone.stage_names, 'out'))}"
             )
-        self._stage_backbone = backbone
         return _StageMap(backbone, self.layer).to(self.device).eval().requires_grad_(False)
+
+    @property
+    def _stage_backbone(self) -> Any:
+        """The detaccel backbone read at a named stage, or ``None``."""
+        return self.network.backbone if isinstance(self.network, _StageMap) else None
 
     def describe(self) -> str:
         """Which network, weights and map this generator reads, and how."""
@@ -424,10 +427,10 @@ class R2CNN(GeneratorBase):
         from torchvision.ops import nms
 
         scores = contrast_scores(integrated.float().cpu().numpy(), boxes, self.field)
-        order = np.argsort(-scores, kind="stable")
-        if self.nms_iou is not None and len(boxes):
-            keep = nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores), self.nms_iou).numpy()
-            order = keep
+        if self.nms_iou is not None and len(boxes):  # NMS returns the kept boxes by decreasing score
+            order = nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores), self.nms_iou).numpy()
+        else:
+            order = np.argsort(-scores, kind="stable")
         return boxes[order], scores[order]
 
     def _as_features(self, features: Any) -> torch.Tensor:
