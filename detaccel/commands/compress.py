@@ -1,4 +1,5 @@
-"""``detaccel compress``: truncated-SVD factorisation of a checkpoint's fully connected layers."""
+"""``detaccel compress``: truncated-SVD factorisation of a checkpoint's fully connected layers, by hand
+(``--svd``, ``--svd-energy``) or searched under an accuracy budget (``--auto``)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,85 @@ def parse_ranks(text: str) -> dict[str, int]:
     return ranks
 
 
+def run_auto(args: argparse.Namespace) -> int:
+    """Search the compression of the head within ``--max-map-drop`` on a validation split."""
+    from pathlib import Path
+
+    from detaccel.cli import CommandError
+    from detaccel.commands._model_args import as_command_errors
+    from detaccel.compression import AutoCompression, BudgetNotMet
+    from detaccel.compression import run_auto as search_and_save
+    from detaccel.compression.auto import validation_records
+    from detaccel.config import load_config
+    from detaccel.engine import load_checkpoint, save_checkpoint
+    from detaccel.engine.data import load_split, records_for_model
+    from detaccel.engine.loading import load_detector
+    from detaccel.engine.trainer import checkpoint_payload
+
+    if args.svd is not None or args.svd_energy is not None:
+        raise CommandError("--auto searches the ranks itself: leave out --svd and --svd-energy")
+    if args.evaluations < 1:
+        raise CommandError(f"--evaluations must be >= 1, got {args.evaluations}")
+    options = AutoCompression(
+        objective=args.objective,
+        max_map_drop=args.max_map_drop,
+        evaluations=args.evaluations,
+        seed=args.seed,
+        time_limit=args.time_limit,
+        progress=not args.no_progress,
+    )
+    if options.max_map_drop < 0:
+        raise CommandError(f"--max-map-drop must be >= 0 VOC07 points, got {options.max_map_drop}")
+    out_dir = Path(args.output)
+    with as_command_errors():
+        config = load_config(args.config, args.overrides) if args.config else None
+        config, model, class_names = load_detector(args.checkpoint, config)
+        saved = load_checkpoint(args.checkpoint)
+        iteration, categories = int(saved.get("iteration", 0)), saved.get("categories")
+        if isinstance(config.data.classes, str) and config.data.classes in ("auto", "discover"):
+            config.data.classes = list(class_names)
+        if args.val_split == config.data.test_split:
+            raise CommandError(
+                f"--val-split {args.val_split!r} is the test split: the search must not see it "
+                "(give a validation split, e.g. one made by `detaccel data split`)"
+            )
+        cache_dir = Path(config.proposals.cache_dir) if config.proposals.cache_dir else out_dir / "proposals"
+        progress = not args.no_progress
+        val_set = load_split(config, args.val_split)
+        validation = validation_records(
+            records_for_model(config, val_set, model, cache_dir, progress=progress),
+            args.val_images,
+            args.seed,
+        )
+        test = []
+        if not args.no_test:
+            test_set = load_split(config, config.data.test_split)
+            test = records_for_model(config, test_set, model, cache_dir, progress=progress)
+
+        def save(path, chosen_config, chosen_model):
+            payload = checkpoint_payload(
+                chosen_config, class_names, chosen_model, iteration, categories=categories
+            )
+            return save_checkpoint(path, payload)
+
+        try:
+            search_and_save(model, config, class_names, validation, test, options, out_dir, save)
+        except BudgetNotMet as error:
+            raise CommandError(str(error)) from None
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    print(f"compressed checkpoint -> {out_dir / 'model_compressed.pth'}")
+    summary = out_dir / "summary.md"
+    if summary.is_file():
+        print(summary.read_text(encoding="utf-8"))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from detaccel.cli import CommandError
+
+    if args.auto:
+        return run_auto(args)
     from detaccel.commands._model_args import as_command_errors
     from detaccel.engine import load_checkpoint, save_checkpoint
     from detaccel.engine.loading import load_detector
@@ -83,5 +161,39 @@ def register(subparsers) -> None:
         help="instead of ranks: keep the fewest singular values retaining this fraction of sum(sigma^2)",
     )
     parser.add_argument("--layers", help="layers for --svd-energy (default: fc6,fc7)")
-    parser.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="compressed checkpoint to write (with --auto: a directory for it, search.jsonl, pareto.png, "
+        "summary.md; an existing search.jsonl there is resumed)",
+    )
+    auto = parser.add_argument_group("automatic compression (--auto)")
+    auto.add_argument(
+        "--auto",
+        action="store_true",
+        help="search per-layer SVD rank, magnitude pruning and int8 of fc6, fc7 and the predictor for the "
+        "smallest or fastest head within --max-map-drop, on cached validation RoI features",
+    )
+    auto.add_argument("--config", help="a YAML configuration for the dataset (default: the checkpoint's)")
+    auto.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    auto.add_argument(
+        "--objective",
+        choices=("size", "latency"),
+        default="size",
+        help="size: bytes of head + predictor in the checkpoint; latency: their measured CPU time",
+    )
+    auto.add_argument(
+        "--max-map-drop",
+        type=float,
+        default=1.0,
+        help="VOC07 points the validation mAP may lose (default: 1.0; 0 keeps the model)",
+    )
+    auto.add_argument("--evaluations", type=int, default=60, help="candidates to evaluate (default: 60)")
+    auto.add_argument("--time-limit", type=float, help="stop the search after this many seconds")
+    auto.add_argument("--val-split", default="val", help="the validation split searched on (default: val)")
+    auto.add_argument("--val-images", type=int, help="use this many validation images (seeded sample)")
+    auto.add_argument("--seed", type=int, default=0, help="seed of the sampler and the image sample")
+    auto.add_argument("--no-test", action="store_true", help="do not score the result on the test split")
+    auto.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)

@@ -64,11 +64,14 @@ class RoIFeaturesConfig:
 
 @dataclass
 class HeadConfig:
-    """fc6 and fc7, and which of them are truncated-SVD factorised (with their ranks)."""
+    """fc6 and fc7, which of them are truncated-SVD factorised (with their ranks), and which fully
+    connected layers of the head and predictor are stored pruned and/or int8 (written by compression)."""
 
     fc_dims: list[int] = field(default_factory=lambda: [512, 512])
     dropout: float = 0.5
     svd_ranks: dict[str, int] = field(default_factory=dict)
+    # {module path in the detector, e.g. "head.fc6.reduce": {"nnz": kept weights | None, "int8": bool}}
+    packed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

@@ -15,7 +15,7 @@ def load_detector(
     """``(config, model, class_names)`` from a checkpoint, the model in eval mode on the CPU.
 
     With ``config``, its data and eval sections are used and its architecture
-    must be the checkpoint's (truncated-SVD ranks aside).
+    must be the checkpoint's (its compression — SVD ranks, packed layers — aside).
     """
     from detaccel.config import config_from_dict, config_to_dict
     from detaccel.engine import CheckpointError, load_checkpoint, load_model_state
@@ -32,8 +32,10 @@ def load_detector(
     else:
         compare = config_to_dict(saved)
         compare["head"]["svd_ranks"] = config.head.svd_ranks
+        compare["head"]["packed"] = config.head.packed
         check_same_architecture(compare, config, str(checkpoint_path))
         config.head.svd_ranks = dict(saved.head.svd_ranks)
+        config.head.packed = {path: dict(spec) for path, spec in saved.head.packed.items()}
     config.backbone.weights = None  # the checkpoint holds every weight
     model = build_detector(config, len(checkpoint["class_names"]), checkpoint["class_names"])
     load_model_state(model, checkpoint["model"], str(checkpoint_path))

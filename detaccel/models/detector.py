@@ -21,6 +21,7 @@ from detaccel.config.schema import Config
 from detaccel.data.transforms import PIXEL_MEAN, PIXEL_STD, InferenceTransform, Resize, batch_images
 from detaccel.models.backbones import build_backbone
 from detaccel.models.heads import FCHead
+from detaccel.models.packed import install_packed_layers
 from detaccel.models.postprocess import postprocess_detections
 from detaccel.models.predictor import Predictor
 from detaccel.models.proposal_generator import (
@@ -48,6 +49,21 @@ class Prediction:
     labels: torch.Tensor
     proposals: np.ndarray
     image_size: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class PooledRegions:
+    """RoI features of a batch of images, before the head: what :meth:`RegionDetector.pool_regions` returns.
+
+    ``features`` ``[sum K_i, D]`` (``None`` when no image has proposals) holds
+    image ``i``'s ``K_i`` rows after those of the images before it;
+    ``proposals[i]`` ``[K_i, 4]`` and ``image_sizes[i]`` (height, width) are in its
+    original pixels.
+    """
+
+    features: torch.Tensor | None
+    proposals: list[np.ndarray]
+    image_sizes: list[tuple[int, int]]
 
 
 def _check_image(image: np.ndarray, index: int) -> np.ndarray:
@@ -90,6 +106,8 @@ class RegionDetector(nn.Module):
             self.roi_features.output_dim, config.head.fc_dims, config.head.dropout, config.head.svd_ranks
         )
         self.predictor = Predictor(self.head.out_dim, num_classes, svm=config.model.classifier == "svm")
+        if config.head.packed:
+            install_packed_layers(self, config.head.packed)
         self.pixel_mean = tuple(getattr(self.backbone, "pixel_mean", PIXEL_MEAN))
         self.pixel_std = tuple(getattr(self.backbone, "pixel_std", PIXEL_STD))
         self.configure_inference(config)
@@ -188,6 +206,21 @@ class RegionDetector(nn.Module):
         ``proposals[i]`` (original pixels) replaces the generator for image ``i``
         (e.g. boxes cached for a split); ``image_ids`` reach generators that look
         boxes up by id. Images of a list are resized, padded and run as one batch.
+        Equal to :meth:`detect_pooled` of :meth:`pool_regions`.
+        """
+        return self.detect_pooled(self.pool_regions(images, proposals, image_ids))
+
+    @torch.no_grad()
+    def pool_regions(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        proposals: Sequence[np.ndarray | None] | None = None,
+        image_ids: Sequence | None = None,
+    ) -> PooledRegions:
+        """The first half of :meth:`predict`: preprocess, backbone, proposals and RoI pooling.
+
+        What it returns does not depend on the head or the predictor, so it can be
+        kept and run through :meth:`detect_pooled` by several heads (compression search).
         """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
@@ -219,11 +252,20 @@ class RegionDetector(nn.Module):
             maps.append(shared)
         with stage("proposals"):
             boxes = self._proposals(images, given, image_ids, proposal_map, batches, scales)
-        sizes = [image.shape[:2] for image in images]
-        results = self.detect_on_maps(maps, scales, [torch.tensor(b, device=device) for b in boxes], sizes)
+        image_sizes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
+        tensors = [torch.tensor(b, device=device) for b in boxes]
+        return PooledRegions(self.pool_on_maps(maps, scales, tensors, image_sizes), boxes, image_sizes)
+
+    @torch.no_grad()
+    def detect_pooled(self, regions: PooledRegions) -> list[Prediction]:
+        """The second half of :meth:`predict`: head, predictor and post-processing of pooled RoIs."""
+        device = self.device
+        tensors = [torch.tensor(b, device=device) for b in regions.proposals]
+        features = None if regions.features is None else regions.features.to(device)
+        results = self._detections(features, tensors, regions.image_sizes)
         return [
-            Prediction(b.cpu(), s.cpu(), lab.cpu(), box, (int(size[0]), int(size[1])))
-            for (b, s, lab), box, size in zip(results, boxes, sizes, strict=True)
+            Prediction(b.cpu(), s.cpu(), lab.cpu(), box, size)
+            for (b, s, lab), box, size in zip(results, regions.proposals, regions.image_sizes, strict=True)
         ]
 
     def _proposals(self, images, given, image_ids, proposal_map, batches, scales) -> list[np.ndarray]:
@@ -251,7 +293,19 @@ class RegionDetector(nn.Module):
         proposals: Sequence[torch.Tensor],
         sizes: Sequence[tuple[int, int]],
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Detections per image, in original pixels, from the shared maps of a batch at each test scale.
+        """Detections ``(boxes, scores, labels)`` per image, in original pixels, from the shared maps
+        of a batch at each test scale (:meth:`pool_on_maps`, then the head and post-processing)."""
+        return self._detections(self.pool_on_maps(maps, scales, proposals, sizes), proposals, sizes)
+
+    @torch.no_grad()
+    def pool_on_maps(
+        self,
+        maps: Sequence[torch.Tensor],
+        scales: Sequence[Sequence[float]],
+        proposals: Sequence[torch.Tensor],
+        sizes: Sequence[tuple[int, int]],
+    ) -> torch.Tensor | None:
+        """Pooled features ``[sum K_i, D]`` of every image's proposals (``None`` when there are none).
 
         ``maps[k]`` is :meth:`shared_features` of the batch resized to test
         scale ``k``, in which image ``i`` was resized by ``scales[k][i]``;
@@ -262,11 +316,11 @@ class RegionDetector(nn.Module):
         """
         if not maps or len(maps) != len(scales):
             raise ValueError(
-                f"detect_on_maps: need one feature map per scale, got {len(maps)} maps "
+                f"pool_on_maps: need one feature map per scale, got {len(maps)} maps "
                 f"and {len(scales)} scales"
             )
         if any(len(s) != len(proposals) for s in scales) or len(sizes) != len(proposals):
-            raise ValueError("detect_on_maps: scales, proposals and sizes need one entry per image")
+            raise ValueError("pool_on_maps: scales, proposals and sizes need one entry per image")
         counts = [len(p) for p in proposals]
         pooled = None
         if sum(counts):
@@ -293,7 +347,7 @@ class RegionDetector(nn.Module):
                 if pooled is None:
                     pooled = part.new_empty((sum(counts), part.shape[1]))
                 pooled[torch.cat(slots)] = part
-        return self._detections(pooled, proposals, sizes)
+        return pooled
 
     def _detections(
         self,
