@@ -1,5 +1,6 @@
 """Automatic compression: packed layers, cached-feature fitness, the constrained search and its CLI."""
 
+import itertools
 import json
 
 import pytest
@@ -22,7 +23,13 @@ def trained(tmp_path_factory):
     """A tiny Fast R-CNN trained long enough to detect something, and its config file."""
     root = tiny_dataset(tmp_path_factory.mktemp("synthetic"))
     out = tmp_path_factory.mktemp("run")
-    overrides = {"max_iter": 400, "steps": [350], "base_lr": 0.02, "checkpoint_period": 1000, "log_period": 1000}
+    overrides = {
+        "max_iter": 400,
+        "steps": [350],
+        "base_lr": 0.02,
+        "checkpoint_period": 1000,
+        "log_period": 1000,
+    }
     config = tiny_config(root, train=overrides)
     Trainer(config, out, DistInfo(), progress=False).train()
     config_path = out / "tiny.yaml"
@@ -78,7 +85,11 @@ def test_cached_fitness_equals_full_evaluation_and_shrinks(trained):
     config, model, cache, dataset = _cache(checkpoint, config_path, "test")
     candidate = {"fc6": LayerChoice(rank=8, sparsity=0.3, int8=True), "bbox_pred": LayerChoice(sparsity=0.5)}
     compressed, ranks, packed = compressed_copy(model, candidate)
-    assert ranks == {"fc6": 8} and set(packed) == {"head.fc6.reduce", "head.fc6.expand", "predictor.bbox_pred"}
+    assert ranks == {"fc6": 8} and set(packed) == {
+        "head.fc6.reduce",
+        "head.fc6.expand",
+        "predictor.bbox_pred",
+    }
     assert head_bytes(compressed) < head_bytes(model) / 2
     assert type(model.head.fc6) is nn.Linear  # the original is left alone
     from detaccel.engine.evaluator import evaluate_model
@@ -101,7 +112,7 @@ def test_search_finds_a_candidate_within_budget_and_the_front_is_monotonic(train
     assert result.best is not None and result.best.map_drop <= 2.0
     assert result.best.bytes < result.reference.bytes
     front = pareto_front(result.candidates, lambda e: e.bytes)
-    assert all(a.bytes <= b.bytes and a.map < b.map for a, b in zip(front, front[1:], strict=False))
+    assert all(a.bytes <= b.bytes and a.map < b.map for a, b in itertools.pairwise(front))
     # resumes: the 12 logged candidates are read back, 3 more are evaluated
     again = HeadSearch(model, cache, "size", max_map_drop=2.0, log=lambda _: None).run(
         15, tmp_path / "search.jsonl", seed=0
@@ -122,7 +133,12 @@ def test_cli_auto_writes_loadable_checkpoint_plot_and_summary(trained, tmp_path,
     assert saved["config"]["head"]["packed"] or saved["config"]["head"]["svd_ranks"]
     assert "(chosen)" in (out / "summary.md").read_text()
     report = out / "eval"
-    assert main(["eval", "--checkpoint", str(out / "model_compressed.pth"), "--out", str(report), "--no-progress"]) == 0
+    assert (
+        main(
+            ["eval", "--checkpoint", str(out / "model_compressed.pth"), "--out", str(report), "--no-progress"]
+        )
+        == 0
+    )
     assert 0 <= json.loads((report / "eval.json").read_text())["metrics"]["voc07"]["mAP"] <= 1
     # an interrupted log (a cut-off last line) resumes
     with (out / "search.jsonl").open("a") as log:

@@ -110,7 +110,8 @@ def summary_markdown(
     for evaluation in rows:
         name = evaluation.name + (" **(chosen)**" if evaluation is result.best else "")
         lines.append(
-            f"| {name} | {evaluation.map:.4f} | {-evaluation.map_drop + 0.0:+.2f} | {evaluation.bytes / 1e6:.3f} | "
+            f"| {name} | {evaluation.map:.4f} | {-evaluation.map_drop + 0.0:+.2f} | "
+            f"{evaluation.bytes / 1e6:.3f} | "
             f"{reference.bytes / evaluation.bytes:.2f}x | {evaluation.ms:.2f} | "
             f"{reference.ms / max(evaluation.ms, 1e-9):.2f}x | {describe(evaluation)} |"
         )
