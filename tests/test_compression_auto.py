@@ -170,3 +170,38 @@ def test_budget_no_candidate_meets_is_a_clear_error(trained, tmp_path, capsys):
     search = HeadSearch(model, cache, "size", max_map_drop=1e-3, log=lambda _: None)
     brutal = {name: LayerChoice(sparsity=0.95) for name in ("fc6", "fc7", "cls_score", "bbox_pred")}
     assert not search.evaluate("brutal", brutal).feasible
+
+
+def test_finetuning_keeps_the_pruned_weights_at_zero_and_packs_the_same_mask(trained):
+    from detaccel.compression.candidates import pack_trained
+    from detaccel.compression.finetune import TrainingRegions, finetune_head
+
+    checkpoint, config_path = trained
+    config, model, cache, _ = _cache(checkpoint, config_path, "train")
+    candidate = {"fc6": LayerChoice(rank=8, sparsity=0.5), "fc7": LayerChoice(sparsity=0.6, int8=True)}
+    regions = TrainingRegions(model, cache.records, config, progress=False)
+    assert len(regions) > 0 and int((regions.labels > 0).sum()) > 0
+    tuned, _, packed_before = compressed_copy(model, candidate, pack=False)
+    assert packed_before == {} and type(tuned.head.fc7) is nn.Linear
+    zeros = tuned.head.fc7.weight == 0
+    assert zeros.float().mean() == pytest.approx(0.6, abs=0.01)
+    before = tuned.head.fc7.weight.detach().clone()
+    losses = finetune_head(tuned, regions, config, iterations=30, lr=0.01)
+    assert len(losses) == 30 and all(map(torch.isfinite, map(torch.tensor, losses)))
+    weight = tuned.head.fc7.weight.detach()
+    assert torch.all(weight[zeros] == 0) and not torch.equal(weight, before)  # trained, mask held
+    packed = pack_trained(tuned, candidate)
+    assert set(packed) == {"head.fc6.reduce", "head.fc6.expand", "head.fc7"}
+    assert packed["head.fc7"]["nnz"] == int((~zeros).sum()) and packed["head.fc7"]["int8"]
+    assert 0 <= cache.voc07_map(tuned) <= 1
+
+
+def test_cli_auto_with_finetuning(trained, tmp_path):
+    checkpoint, config_path = trained
+    out = tmp_path / "tuned"
+    args = ["compress", str(checkpoint), "--auto", "--config", str(config_path), "--max-map-drop", "3"]
+    args += ["--evaluations", "4", "--val-split", "train", "--finetune-iters", "10", "--no-progress"]
+    assert main([*args, "-o", str(out)]) == 0
+    assert "Fine-tuned 10 iterations" in (out / "summary.md").read_text()
+    load_checkpoint(out / "model_compressed.pth")
+    assert main([*args[:-3], "--finetune-iters=-1", "-o", str(tmp_path / "bad")]) == 2

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from detaccel.compression.candidates import compressed_copy
+from detaccel.compression.candidates import compressed_copy, pack_trained
+from detaccel.compression.finetune import TrainingRegions, finetune_head
 from detaccel.compression.fitness import CachedRegions
 from detaccel.compression.report import describe, summary_markdown, write_pareto_plot
 from detaccel.compression.search import HeadSearch, SearchResult
@@ -28,6 +29,7 @@ class AutoCompression:
     evaluations: int = 60
     seed: int = 0
     time_limit: float | None = None
+    finetune_iters: int = 0
     progress: bool = True
 
 
@@ -56,10 +58,14 @@ def run_auto(
     options: AutoCompression,
     out_dir: Path,
     save: Callable[[Path, Config, RegionDetector], object],
+    train: list | None = None,
     log: Callable[[str], None] = print,
 ) -> SearchResult | None:
     """Search on ``validation`` records, write ``out_dir``/{search.jsonl, pareto.png, summary.md,
-    model_compressed.pth} and score the chosen head once on ``test``. Budget 0 keeps the model."""
+    model_compressed.pth} and score the chosen head once on ``test``. Budget 0 keeps the model.
+
+    With ``options.finetune_iters``, the chosen head is fine-tuned on RoIs of the ``train``
+    records (masks held, int8 applied after) and kept when its validation mAP is not lower."""
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "model_compressed.pth"
     if options.max_map_drop == 0:
@@ -92,6 +98,12 @@ def run_auto(
             f"--evaluations (every candidate is in {out_dir / 'search.jsonl'})"
         )
     compressed, ranks, packed = compressed_copy(model, result.best.candidate)
+    notes = []
+    if options.finetune_iters > 0 and train:
+        tuned, tuned_packed, note = _finetuned(model, config, result.best, train, cache, options, log)
+        notes.append(note)
+        if tuned is not None:
+            compressed, packed = tuned, tuned_packed
     config.head.svd_ranks = {**config.head.svd_ranks, **ranks}
     config.head.packed = {**config.head.packed, **packed}
     save(checkpoint, config, compressed)
@@ -106,9 +118,29 @@ def run_auto(
         scores.update(bytes_before=uncompressed.stat().st_size, bytes_after=checkpoint.stat().st_size)
     uncompressed.unlink()
     summary.write_text(
-        summary_markdown(result, options.objective, options.max_map_drop, scores), encoding="utf-8"
+        summary_markdown(result, options.objective, options.max_map_drop, scores, notes), encoding="utf-8"
     )
     return result
+
+
+def _finetuned(model, config, best, train, cache, options, log):
+    """``(fine-tuned packed model or None when it is not better, its head.packed, a sentence)``."""
+    log(
+        f"fine-tuning the chosen head for {options.finetune_iters} iterations on {len(train)} training images"
+    )
+    regions = TrainingRegions(model, train, config, options.seed, options.progress)
+    tuned, _, _ = compressed_copy(model, best.candidate, pack=False)
+    losses = finetune_head(tuned, regions, config, options.finetune_iters, seed=options.seed)
+    packed = pack_trained(tuned, best.candidate)
+    tuned_map = cache.voc07_map(tuned)
+    kept = tuned_map >= best.map
+    note = (
+        f"Fine-tuned {options.finetune_iters} iterations on {len(regions)} training RoIs "
+        f"(loss {losses[0]:.3f} -> {losses[-1]:.3f}): validation mAP {best.map:.4f} -> {tuned_map:.4f}, "
+        f"{'kept' if kept else 'not kept (lower)'}."
+    )
+    log(note)
+    return (tuned if kept else None), packed, note
 
 
 def config_without_compression(config: Config, ranks: dict, packed: dict) -> Config:

@@ -70,11 +70,43 @@ def _pack(parent: nn.Module, name: str, choice: LayerChoice, path: str, packed: 
     packed[path] = layer.spec()
 
 
+def _prune_trainable(parent: nn.Module, name: str, choice: LayerChoice, path: str, packed: dict) -> None:
+    """Zero the ``sparsity`` smallest weights of a ``Linear`` and keep them zero through training
+    (a gradient mask; SGD's weight decay and momentum of a zero weight with zero gradient stay zero)."""
+    if choice.sparsity <= 0:
+        return
+    layer: nn.Linear = getattr(parent, name)
+    keep = (PackedLinear.from_linear(layer, choice.sparsity).dense_weight() != 0).to(layer.weight.device)
+    with torch.no_grad():
+        layer.weight.mul_(keep)
+    layer.weight.register_hook(lambda grad: grad * keep)
+
+
+def pack_trained(model: RegionDetector, candidate: Candidate) -> dict[str, dict]:
+    """Pack, in place, the layers of a :func:`compressed_copy` made with ``pack=False`` (after fine-tuning):
+    the same magnitude masks (the pruned weights are the zeros) and int8; returns ``head.packed``."""
+    packed: dict[str, dict] = {}
+    for name, choice in candidate.items():
+        parent_path, _, attribute = layer_path(name).rpartition(".")
+        parent = model.get_submodule(parent_path)
+        if choice.rank is not None:
+            factorised = getattr(parent, attribute)
+            for part in ("reduce", "expand"):
+                _pack(factorised, part, choice, f"{layer_path(name)}.{part}", packed)
+        else:
+            _pack(parent, attribute, choice, layer_path(name), packed)
+    return packed
+
+
 def compressed_copy(
-    model: RegionDetector, candidate: Candidate
+    model: RegionDetector, candidate: Candidate, pack: bool = True
 ) -> tuple[RegionDetector, dict[str, int], dict[str, dict]]:
     """A copy of ``model`` (sharing its backbone, RoI features and proposal generator) with ``candidate``
-    applied, and the ``head.svd_ranks`` and ``head.packed`` entries that rebuild it from a config."""
+    applied, and the ``head.svd_ranks`` and ``head.packed`` entries that rebuild it from a config.
+
+    With ``pack=False`` the layers stay trainable ``Linear`` layers (pruned weights held at zero,
+    float32) for fine-tuning; :func:`pack_trained` then packs them."""
+    apply = _pack if pack else _prune_trainable
     shared = (model.backbone, model.roi_features, model.proposal_generator)
     memo = {id(module): module for module in shared}
     out = copy.deepcopy(model, memo)
@@ -95,9 +127,9 @@ def compressed_copy(
             setattr(parent, attribute, factorised)
             ranks[name] = choice.rank
             for part in ("reduce", "expand"):
-                _pack(factorised, part, choice, f"{layer_path(name)}.{part}", packed)
+                apply(factorised, part, choice, f"{layer_path(name)}.{part}", packed)
         else:
-            _pack(parent, attribute, choice, layer_path(name), packed)
+            apply(parent, attribute, choice, layer_path(name), packed)
     out.eval()
     return out, ranks, packed
 

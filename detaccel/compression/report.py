@@ -91,6 +91,7 @@ def summary_markdown(
     objective: str,
     max_map_drop: float,
     test: dict[str, float] | None = None,
+    notes: list[str] | None = None,
 ) -> str:
     """A table of the reference, the baselines, the Pareto front and the chosen head."""
     reference = result.reference
@@ -118,6 +119,8 @@ def summary_markdown(
     if result.best is None:
         closest = min(result.candidates or result.baselines, key=lambda e: e.map_drop)
         lines += ["", f"No candidate met the budget; the closest lost {closest.map_drop:.2f} points."]
+    if notes:
+        lines += ["", *notes]
     if test:
         lines += [
             "",
