@@ -18,7 +18,7 @@ from detaccel.config.schema import Config
 from detaccel.data import ImageRecord, read_image
 from detaccel.models.detector import RegionDetector
 from detaccel.models.losses import detection_loss
-from detaccel.models.sampling import sample_rois
+from detaccel.models.sampling import sample_rois, sampling_options
 
 
 class TrainingRegions:
@@ -32,7 +32,6 @@ class TrainingRegions:
         seed: int = 0,
         progress: bool = True,
     ) -> None:
-        train = config.train
         generator = torch.Generator().manual_seed(seed)
         features, labels, targets = [], [], []
         model.eval()
@@ -43,12 +42,7 @@ class TrainingRegions:
                 torch.tensor(np.asarray(proposals, np.float32)[: config.proposals.max_train]),
                 torch.tensor(record.boxes[keep]),
                 torch.tensor(record.labels[keep]),
-                num_samples=train.rois_per_image,
-                fg_fraction=train.fg_fraction,
-                fg_iou=train.fg_iou,
-                bg_iou_low=train.bg_iou_low,
-                bg_iou_high=train.bg_iou_high,
-                weights=tuple(config.model.box_weights),
+                **sampling_options(config),
                 generator=generator,
             )
             if len(sampled) == 0:

@@ -30,7 +30,7 @@ from detaccel.engine.distributed import DistInfo, all_gather_objects, barrier
 from detaccel.engine.logging import MetricsWriter, plot_loss_curve
 from detaccel.models.detector import RegionDetector, build_detector
 from detaccel.models.losses import detection_loss
-from detaccel.models.sampling import assign_targets, sample_rois
+from detaccel.models.sampling import assign_targets, sample_rois, sampling_options
 
 LAST_CHECKPOINT = "last_checkpoint.pth"
 FINAL_MODEL = "model_final.pth"
@@ -166,12 +166,7 @@ class Trainer:
                 proposals,
                 gt,
                 gt_labels,
-                num_samples=train.rois_per_image,
-                fg_fraction=train.fg_fraction,
-                fg_iou=train.fg_iou,
-                bg_iou_low=train.bg_iou_low,
-                bg_iou_high=train.bg_iou_high,
-                weights=tuple(config.model.box_weights),
+                **sampling_options(config),
                 generator=generator,
             )
             if len(sampled) == 0:  # no objects and no proposals: the whole image as background

@@ -6,6 +6,7 @@ Labels use ``0`` for background and ``c + 1`` for dataset class ``c``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -53,6 +54,19 @@ def assign_targets(
     labels = gt_labels[best].long() + 1
     targets = encode_pixel_boxes(gt_boxes[best], boxes, weights)
     return best_iou, labels, targets
+
+
+def sampling_options(config: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`sample_rois` that a configuration's ``train`` section sets."""
+    train = config.train
+    return {
+        "num_samples": train.rois_per_image,
+        "fg_fraction": train.fg_fraction,
+        "fg_iou": train.fg_iou,
+        "bg_iou_low": train.bg_iou_low,
+        "bg_iou_high": train.bg_iou_high,
+        "weights": tuple(config.model.box_weights),
+    }
 
 
 def sample_rois(
