@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from detaccel.compression.candidates import compressed_copy, pack_trained
+from detaccel.compression.candidates import LayerChoice, compressed_copy, compressible_layers, pack_trained
 from detaccel.compression.finetune import TrainingRegions, finetune_head
 from detaccel.compression.fitness import CachedRegions
 from detaccel.compression.report import describe, summary_markdown, write_pareto_plot
@@ -35,8 +35,6 @@ class AutoCompression:
 
 def int8_is_faster(model: RegionDetector, cache: CachedRegions) -> bool:
     """Whether int8 fc6 (and the rest) beats float32 on this CPU, measured on the cached RoIs."""
-    from detaccel.compression.candidates import LayerChoice, compressible_layers
-
     names = compressible_layers(model)
     quantised, _, _ = compressed_copy(model, {name: LayerChoice(int8=True) for name in names})
     return cache.head_ms_per_image(quantised) < cache.head_ms_per_image(model)

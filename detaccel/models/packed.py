@@ -97,25 +97,25 @@ class PackedLinear(nn.Module):
                 out.bias.copy_(layer.bias.detach().float().cpu())
         return out.to(layer.weight.device)
 
+    def _stored_weight(self) -> torch.Tensor:
+        """The weight ``[out, in]`` in its stored dtype (int8 unscaled), pruned entries zero."""
+        if self.nnz is None:
+            return self.values.view(self.out_features, self.in_features)
+        keep = _unpack_bits(self.mask, self.in_features * self.out_features).to(self.values.device)
+        weight = self.values.new_zeros(self.in_features * self.out_features)
+        weight[keep] = self.values
+        return weight.view(self.out_features, self.in_features)
+
     def dense_weight(self) -> torch.Tensor:
         """The weight ``[out, in]`` as float32 (pruned entries zero, int8 dequantised)."""
-        values = self.values.float()
-        if self.nnz is None:
-            weight = values.view(self.out_features, self.in_features)
-        else:
-            keep = _unpack_bits(self.mask, self.in_features * self.out_features).to(values.device)
-            weight = values.new_zeros(self.in_features * self.out_features)
-            weight[keep] = values
-            weight = weight.view(self.out_features, self.in_features)
-        if self.int8:
-            weight = weight * self.scale[:, None]
-        return weight
+        weight = self._stored_weight().float()
+        return weight * self.scale[:, None] if self.int8 else weight
 
     def _prepare(self, device: torch.device) -> tuple[str, Any]:
         if self._unpacked is not None and self._unpacked[2] == device:
             return self._unpacked[:2]
         if self.int8 and device.type == "cpu":
-            integers = torch.round(self.dense_weight() / self.scale[:, None]).to(torch.int8)
+            integers = self._stored_weight().cpu()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # quantised-tensor creation deprecation notice
                 quantised = torch._make_per_channel_quantized_tensor(
