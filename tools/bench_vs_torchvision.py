@@ -6,7 +6,9 @@ EfficientNet-Lite0 cut at stride 16): detaccel trains the configured family (Fas
 SPPnet) on its proposals; torchvision's ``FasterRCNN`` puts its own RPN and RoIAlign box head
 on a fresh copy of the same backbone, trained with its reference recipe (SGD, momentum 0.9,
 weight decay 1e-4, learning rate 0.02 per 16 images scaled to the batch, linear warm-up,
-horizontal flips). Each trains for the same number of seconds on the training split with the
+decay by 0.1 at 16/26 and 22/26 of the run, horizontal flips). detaccel's own schedule
+(``train.steps`` out of ``train.max_iter``) is likewise placed at its fractions of the seconds
+when the seconds end the run first. Each trains for the same number of seconds on the training split with the
 same number of threads; both are then scored with the same VOC07 code on the same test split
 and timed per image, decoding to detections, in this one process.
 
@@ -36,8 +38,10 @@ from detaccel.evaluation import Detections, evaluate_voc
 from detaccel.models.backbones import build_backbone
 from detaccel.serialization import json_safe
 
-# torchvision's detection reference: lr 0.02 for 16 images (8 GPUs x 2), warm-up factor 0.001.
+# torchvision's detection reference: lr 0.02 for 16 images (8 GPUs x 2), warm-up factor 0.001,
+# decay by 0.1 at epochs 16 and 22 of 26 (here: at those fractions of the training seconds).
 REFERENCE_LR_PER_IMAGE = 0.02 / 16
+REFERENCE_DECAY_AT = (16 / 26, 22 / 26)
 
 
 class _StrideBackbone(torch.nn.Module):
@@ -95,8 +99,9 @@ def train_peer(
     torch.manual_seed(seed)
     model.train()
     started, iteration, losses = time.perf_counter(), 0, []
-    while time.perf_counter() - started < seconds:
+    while (elapsed := time.perf_counter() - started) < seconds:
         factor = 0.001 + (1 - 0.001) * min(iteration / warmup, 1.0)
+        factor *= 0.1 ** sum(elapsed >= at * seconds for at in REFERENCE_DECAY_AT)
         for group in optimizer.param_groups:
             group["lr"] = lr * factor
         images, targets = [], []

@@ -28,6 +28,7 @@ from detaccel.engine.checkpoint import (
 from detaccel.engine.data import RegionPool, image_batches, load_split, records_for_model, train_transform
 from detaccel.engine.distributed import DistInfo, all_gather_objects, barrier
 from detaccel.engine.logging import MetricsWriter, plot_loss_curve
+from detaccel.engine.schedule import StepSchedule
 from detaccel.models.detector import RegionDetector, build_detector
 from detaccel.models.losses import detection_loss
 from detaccel.models.sampling import assign_targets, sample_rois, sampling_options
@@ -49,20 +50,6 @@ def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
         lr=train.base_lr,
         momentum=train.momentum,
     )
-
-
-def build_scheduler(config: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then step decay by ``gamma`` at each of ``steps``."""
-    train = config.train
-    steps, gamma, warmup = tuple(train.steps), train.gamma, train.warmup_iters
-
-    def factor(iteration: int) -> float:
-        value = gamma ** sum(iteration >= s for s in steps)
-        if warmup and iteration < warmup:
-            value *= 0.1 + 0.9 * iteration / warmup
-        return value
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def checkpoint_payload(
@@ -235,7 +222,7 @@ class Trainer:
         if model.predictor.svm is not None:
             model.predictor.svm.requires_grad_(False)  # trained after fine-tuning (engine.svm)
         optimizer = build_optimizer(config, model)
-        scheduler = build_scheduler(config, optimizer)
+        scheduler = StepSchedule(config, optimizer)
         start = 0
         resume_path = self._resume_path()
         if resume_path is not None:
@@ -280,8 +267,9 @@ class Trainer:
             dynamic_ncols=True,
         )
         started = time.perf_counter()
-        done = start
+        done, elapsed = start, 0.0
         for iteration in range(start, train.max_iter):
+            scheduler.apply(iteration, elapsed)
             if region_pool is not None:
                 batch = region_pool.batch(iteration, model.size_divisibility)
                 rois, labels, targets = self._region_centric_step(batch)
@@ -313,7 +301,6 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
-            scheduler.step()
             done = iteration + 1
             for key, value in losses.items():
                 window[key].append(float(value.detach()))
@@ -329,7 +316,8 @@ class Trainer:
                     loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2g}", acc=f"{entry['accuracy']:.2f}"
                 )
             bar.update(1)
-            out_of_time = self._out_of_time(started)
+            elapsed = self._elapsed(started)
+            out_of_time = train.max_seconds is not None and elapsed >= train.max_seconds
             if done % train.checkpoint_period == 0 or done == train.max_iter or out_of_time:
                 self._save(LAST_CHECKPOINT, config, dataset.class_names, model, done, optimizer, scheduler)
             if out_of_time:
@@ -366,17 +354,14 @@ class Trainer:
             )
         return result
 
-    def _out_of_time(self, started: float) -> bool:
-        """Whether ``train.max_seconds`` have passed (every rank agrees: rank 0's clock decides)."""
-        limit = self.config.train.max_seconds
-        if limit is None:
-            return False
-        over = time.perf_counter() - started >= limit
-        if self.info.distributed:
-            flag = torch.tensor([float(over)], device=self.info.device)
-            torch.distributed.broadcast(flag, src=0)
-            over = bool(flag.item())
-        return over
+    def _elapsed(self, started: float) -> float:
+        """Seconds of training so far; every rank agrees (rank 0's clock decides when time matters)."""
+        seconds = time.perf_counter() - started
+        if self.info.distributed and self.config.train.max_seconds is not None:
+            value = torch.tensor([seconds], dtype=torch.float64, device=self.info.device)
+            torch.distributed.broadcast(value, src=0)
+            seconds = float(value.item())
+        return seconds
 
     def _save(self, name, config, class_names, model, iteration, optimizer, scheduler, rng=True) -> None:
         states = all_gather_objects(self.info, rng_state()) if rng else None

@@ -316,8 +316,7 @@ class RegionDetector(nn.Module):
         """
         if not maps or len(maps) != len(scales):
             raise ValueError(
-                f"pool_on_maps: need one feature map per scale, got {len(maps)} maps "
-                f"and {len(scales)} scales"
+                f"pool_on_maps: need one feature map per scale, got {len(maps)} maps and {len(scales)} scales"
             )
         if any(len(s) != len(proposals) for s in scales) or len(sizes) != len(proposals):
             raise ValueError("pool_on_maps: scales, proposals and sizes need one entry per image")
