@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 IMAGE_SIZE = (64, 48)  # width, height
 
@@ -87,3 +92,14 @@ def make_coco(
         json.dumps({"images": list(images), "annotations": list(annotations), "categories": list(categories)})
     )
     return path
+
+
+def pycocotools_stats(gt_path: Path, results_path: Path) -> list[float]:
+    """pycocotools' own twelve COCOeval stats for a results file (NaN where it reports -1)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        evaluator = COCOeval(gt, gt.loadRes(str(results_path)), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [math.nan if v == -1 else float(v) for v in evaluator.stats]

@@ -3,17 +3,13 @@ their bad entries, and results written in the export's own ids that pycocotools 
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from detaccel.cli import main
 from detaccel.config import ConfigError, config_from_dict
@@ -32,7 +28,7 @@ from detaccel.evaluation import (
     write_coco_detections,
 )
 from detaccel.evaluation.coco_eval import STAT_NAMES
-from tests.data_builders import write_test_jpeg
+from tests.data_builders import pycocotools_stats, write_test_jpeg
 
 WIDTH, HEIGHT = 96, 72
 
@@ -452,16 +448,6 @@ def _detections(dataset, seed=0):
             labels.append(int(rng.integers(len(dataset.class_names))))
         out[record.image_id] = Detections(np.reshape(boxes, (-1, 4)), scores, labels)
     return out
-
-
-def pycocotools_stats(gt_path, results_path):
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        evaluator = COCOeval(gt, gt.loadRes(str(results_path)), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return [math.nan if v == -1 else float(v) for v in evaluator.stats]
 
 
 def test_results_json_rescored_by_pycocotools_equals_detaccel(tmp_path):

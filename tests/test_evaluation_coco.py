@@ -1,14 +1,10 @@
 """COCO AP agrees with pycocotools run directly on the same files."""
 
-import contextlib
-import io
 import json
 import math
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from detaccel.data import load_coco, load_voc
 from detaccel.evaluation import (
@@ -23,20 +19,10 @@ from detaccel.evaluation import (
     records_to_coco,
 )
 from detaccel.evaluation.coco_eval import STAT_NAMES
-from tests.data_builders import make_coco, make_voc, voc_object_xml, voc_xml
+from tests.data_builders import make_coco, make_voc, pycocotools_stats, voc_object_xml, voc_xml
 
 WIDTH, HEIGHT = 320, 240
 CATEGORIES = [{"id": 9, "name": "nine"}, {"id": 2, "name": "two"}, {"id": 5, "name": "five"}]
-
-
-def pycocotools_stats(gt_path, results_path):
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        evaluator = COCOeval(gt, gt.loadRes(str(results_path)), "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return [math.nan if v == -1 else float(v) for v in evaluator.stats]
 
 
 def ours(result):
