@@ -22,11 +22,9 @@ class StepSchedule:
     def __init__(self, config: Config, optimizer: torch.optim.Optimizer) -> None:
         train = config.train
         self.optimizer = optimizer
-        self.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
-        for group, lr in zip(optimizer.param_groups, self.base_lrs, strict=True):
-            group["initial_lr"] = lr
-        self.steps = sorted(int(s) for s in train.steps)
-        self.max_iter = int(train.max_iter)
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.max_iter = max(int(train.max_iter), 1)
+        self.step_fractions = [int(s) / self.max_iter for s in train.steps]
         self.max_seconds = train.max_seconds
         self.gamma = float(train.gamma)
         self.warmup_iters = int(train.warmup_iters)
@@ -34,16 +32,18 @@ class StepSchedule:
 
     def progress(self, iteration: int, seconds: float) -> float:
         """Fraction of the run done: the larger of the iterations' and the seconds' fractions."""
-        done = iteration / max(self.max_iter, 1)
+        done = iteration / self.max_iter
         if self.max_seconds:
             done = max(done, seconds / self.max_seconds)
         return done
 
     def factor(self, iteration: int, seconds: float = 0.0) -> float:
-        """Multiplier of the base learning rate at ``iteration`` after ``seconds`` of training."""
+        """Multiplier of the base learning rate at ``iteration`` after ``seconds`` of training.
+
+        Records the steps passed, so that a later call never undoes a decay.
+        """
         at = self.progress(iteration, seconds)
-        passed = sum(iteration >= s or at >= s / max(self.max_iter, 1) for s in self.steps)
-        self.decays = max(self.decays, passed)
+        self.decays = max(self.decays, sum(at >= fraction for fraction in self.step_fractions))
         value = self.gamma**self.decays
         if self.warmup_iters and iteration < self.warmup_iters:
             value *= 0.1 + 0.9 * iteration / self.warmup_iters
