@@ -166,17 +166,25 @@ class Trainer:
             targets.append(sampled.targets)
         return torch.cat(rois), torch.cat(labels), torch.cat(targets)
 
-    def _feature_rois(self, model: RegionDetector, batch: dict[str, Any], iteration: int, sampled: list):
+    def _feature_rois(self, model: RegionDetector, batch: dict[str, Any], iteration: int, sampled: dict):
         """A function of the batch's proposal map that proposes with R²-CNN (current weights), samples
-        the training RoIs among the proposals and ground truth, and leaves ``[labels, targets]`` in
-        ``sampled``."""
+        the training RoIs among the proposals and ground truth, and leaves ``labels`` and ``targets``
+        in ``sampled`` (and ``objectness``, the loss of a learned objectness head)."""
 
         def rois(proposal_map: torch.Tensor) -> torch.Tensor:
             sizes = batch["image_sizes"]
-            boxes = model.proposal_generator.propose_from_features(proposal_map, sizes, [1.0] * len(sizes))
+            source = model.proposal_generator
+            logits = None
+            if source.objectness is not None:
+                gt = [_non_crowd(b, lab, c)[0] for b, lab, c in zip(
+                    batch["boxes"], batch["labels"], batch["crowd"], strict=True
+                )]  # fmt: skip
+                sampled["objectness"], logits = source.objectness_loss(
+                    proposal_map, [b.to(proposal_map.device) for b in gt]
+                )
+            boxes = source.propose_from_features(proposal_map, sizes, [1.0] * len(sizes), logits)
             batch["proposals"] = [torch.from_numpy(b) for b in boxes]
-            chosen, labels, targets = self._image_centric_step(batch, iteration)
-            sampled.extend((labels, targets))
+            chosen, sampled["labels"], sampled["targets"] = self._image_centric_step(batch, iteration)
             return chosen.to(proposal_map.device)
 
         return rois
@@ -278,12 +286,12 @@ class Trainer:
                 if not from_features:
                     rois, labels, targets = self._image_centric_step(batch, iteration)
             images = batch["images"].to(info.device)
+            sampled: dict[str, torch.Tensor] = {}
             if from_features:
-                sampled: list[torch.Tensor] = []
                 class_logits, box_deltas = wrapped(
                     images, self._feature_rois(model, batch, iteration, sampled)
                 )
-                labels, targets = sampled
+                labels, targets = sampled["labels"], sampled["targets"]
             else:
                 class_logits, box_deltas = wrapped(images, rois.to(info.device))
             losses = detection_loss(
@@ -293,6 +301,9 @@ class Trainer:
                 targets.to(info.device),
                 train.box_loss_weight,
             )
+            if "objectness" in sampled:
+                losses["objectness"] = sampled["objectness"]
+                losses["loss"] = losses["loss"] + sampled["objectness"]
             loss_value = float(losses["loss"].detach())
             if not math.isfinite(loss_value):
                 raise FloatingPointError(

@@ -8,7 +8,9 @@ Two kinds plug into :attr:`RegionDetector.proposal_generator`:
   the detector's weights, so training and evaluation may cache them per split.
 - :class:`FeatureProposals` is R²-CNN reading the detector's *own* conv map at a
   chosen backbone stage: no extra network, computed on the current weights (in
-  training too), never cached.
+  training too), never cached. With ``reduction: objectness`` it carries an
+  :class:`~detaccel.models.objectness.ObjectnessHead` trained with the detector,
+  whose map R²-CNN integrates instead of the backbone's channels.
 
 Both return boxes in original-image pixels, at most ``max_proposals`` per image.
 """
@@ -23,12 +25,16 @@ import torch
 from torch import nn
 
 from detaccel.config.schema import ProposalsConfig
+from detaccel.models.objectness import ObjectnessHead, objectness_loss
 from detaccel.proposals import finalize_proposals
 from detaccel.proposals.registry import build_generator, canonical_name
 
 # R²-CNN parameters that choose the map it reads rather than how it reads it.
 FEATURE_STAGE_KEY = "layer"
 OWN_FEATURES = "model"
+# The learned reduction, and the parameters of its head and loss.
+OBJECTNESS = "objectness"
+OBJECTNESS_KEYS = ("objectness_channels", "objectness_weight")
 
 
 class ProposalSource(nn.Module):
@@ -68,27 +74,57 @@ class ImageProposals(ProposalSource):
 
 
 class FeatureProposals(ProposalSource):
-    """R²-CNN on the detector's own feature map at backbone stage ``stage`` (``"out"``: the RoI map)."""
+    """R²-CNN on the detector's own feature map at backbone stage ``stage`` (``"out"``: the RoI map).
+
+    ``objectness``: the learned head whose map R²-CNN reads instead of the stage's
+    channels (trained with weight ``objectness_weight``), or ``None``.
+    """
 
     reads_features = True
 
-    def __init__(self, generator: Any, stage: str, max_proposals: int | None) -> None:
+    def __init__(
+        self,
+        generator: Any,
+        stage: str,
+        max_proposals: int | None,
+        objectness: ObjectnessHead | None = None,
+        objectness_weight: float = 1.0,
+    ) -> None:
         super().__init__("r2cnn", max_proposals)
         self.generator = generator
         self.stage = stage
+        self.objectness = objectness
+        self.objectness_weight = float(objectness_weight)
+
+    def objectness_loss(
+        self, feature_map: torch.Tensor, gt_boxes: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weighted loss, logits)`` of the objectness head on ``feature_map`` against ``gt_boxes[i]``
+        (image ``i``'s boxes in the map's input pixels); the logits go on to :meth:`propose_from_features`."""
+        if self.objectness is None:
+            raise ValueError("objectness_loss: this R²-CNN has no objectness head (reduction: objectness)")
+        logits = self.objectness(feature_map)
+        return self.objectness_weight * objectness_loss(logits, gt_boxes, self.generator.field), logits
 
     def propose_from_features(
         self,
         feature_map: torch.Tensor,
         input_sizes: Sequence[tuple[int, int]],
         scales: Sequence[float],
+        objectness_logits: torch.Tensor | None = None,
     ) -> list[np.ndarray]:
         """Boxes per image in original pixels from ``feature_map`` ``[N, C, h, w]`` of the resized batch.
 
         ``input_sizes[i]`` is image ``i``'s resized (unpadded) ``(height, width)``
-        and ``scales[i]`` its resize factor.
+        and ``scales[i]`` its resize factor. With an objectness head, R²-CNN reads
+        its map (``objectness_logits`` when already computed on this map).
         """
-        raw = self.generator.boxes_from_features(feature_map.detach())
+        read = feature_map.detach()
+        if self.objectness is not None:
+            if objectness_logits is None:
+                objectness_logits = self.objectness(read)
+            read = torch.sigmoid(objectness_logits.detach())
+        raw = self.generator.boxes_from_features(read)
         out = []
         for (boxes, scores), size, scale in zip(raw, input_sizes, scales, strict=True):
             kept, _ = finalize_proposals(
@@ -103,7 +139,8 @@ class FeatureProposals(ProposalSource):
         return out
 
     def describe(self) -> str:
-        return f"r2cnn (the detector's {self.stage!r} map)"
+        learned = ", learned objectness" if self.objectness is not None else ""
+        return f"r2cnn (the detector's {self.stage!r} map{learned})"
 
 
 def reads_own_features(name: str, params: Mapping[str, Any]) -> bool:
@@ -132,6 +169,14 @@ def _stage_field(backbone: nn.Module, stage: str) -> Any:
         ) from None
 
 
+def _stage_channels(backbone: nn.Module, stage: str) -> int:
+    if hasattr(backbone, "stage_channels"):
+        return int(backbone.stage_channels(stage))
+    if stage != "out":
+        raise ValueError(f"backbone {type(backbone).__name__} has no stage {stage!r} (it offers 'out')")
+    return int(backbone.out_channels)
+
+
 def build_proposal_source(
     name: str, params: Mapping[str, Any], backbone: nn.Module, max_proposals: int | None = None
 ) -> ProposalSource:
@@ -143,6 +188,15 @@ def build_proposal_source(
 
     params.pop("backbone", None)
     stage = str(params.pop(FEATURE_STAGE_KEY, "out"))
+    head_options = {key: params.pop(key) for key in OBJECTNESS_KEYS if key in params}
+    objectness = None
+    if params.get("reduction") == OBJECTNESS:
+        params["reduction"] = "sum"  # the head's one channel, integrated as it is
+        objectness = ObjectnessHead(
+            _stage_channels(backbone, stage), int(head_options.get("objectness_channels", 64))
+        )
+    elif head_options:
+        raise ValueError(f"r2cnn: {', '.join(head_options)} need reduction: {OBJECTNESS}")
     if "receptive_field" not in params:
         params["receptive_field"] = _stage_field(backbone, stage)
     if params.get("max_proposals") is not None:
@@ -152,7 +206,8 @@ def build_proposal_source(
         generator = R2CNN(backbone=None, **params)
     except TypeError as error:
         raise ValueError(f"r2cnn: {error}") from None
-    return FeatureProposals(generator, stage, max_proposals)
+    weight = float(head_options.get("objectness_weight", 1.0))
+    return FeatureProposals(generator, stage, max_proposals, objectness, weight)
 
 
 def proposal_source_from_config(config: ProposalsConfig, backbone: nn.Module) -> ProposalSource:

@@ -179,7 +179,9 @@ class R2CNN(GeneratorBase):
         reduction: how channels enter the integrated map: ``"sum"`` (as they
             are, the original), ``"abs"`` (absolute values: for signed maps
             such as linear bottlenecks) or ``"l2"`` (the channel norm);
-            ``None``: ``abs`` on EfficientNet-Lite, ``sum`` otherwise.
+            ``None``: ``abs`` on EfficientNet-Lite, ``sum`` otherwise. (On a
+            detector's own map, ``"objectness"`` reads a learned head instead:
+            :mod:`detaccel.models.objectness`.)
         levels: ``"uniform"`` (``num_levels`` equal parts of the maximum, the
             original) or ``"quantile"`` (per-image quantiles of the map).
         ranking: ``"none"`` (the original order, no scores) or ``"contrast"``
@@ -236,6 +238,11 @@ class R2CNN(GeneratorBase):
         self.scale_factors = check_pairs("scale_factors", scale_factors)
         if reduction is None:
             reduction = "abs" if _is_efficientnet(backbone) else "sum"
+        if reduction == "objectness":
+            raise ValueError(
+                "reduction: 'objectness' is a head learned with a detector; use R²-CNN on a detector's own "
+                "map (proposals.name: r2cnn without a backbone parameter)"
+            )
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.levels = check_choice("levels", levels, LEVEL_RULES)
         self.ranking = check_choice("ranking", ranking, RANKINGS)
