@@ -123,3 +123,9 @@ def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path):
     assert prediction.proposals[:, 2].max() <= image.shape[1] - 1
     assert prediction.proposals[:, 3].max() <= image.shape[0] - 1
     np.testing.assert_array_equal(prediction.proposals, model.eval().predict(image)[0].proposals)
+    # Swapping the generator's parameters keeps the trained head (of the same shape).
+    trained_head = loaded.proposal_generator.objectness
+    loaded.set_proposal_generator("r2cnn", {**OBJECTNESS["params"], "num_levels": 8})
+    assert loaded.proposal_generator.objectness is trained_head
+    loaded.set_proposal_generator("r2cnn", {**OBJECTNESS["params"], "objectness_channels": 4})
+    assert loaded.proposal_generator.objectness is not trained_head

@@ -130,8 +130,19 @@ class RegionDetector(nn.Module):
         }
 
     def set_proposal_generator(self, name: str, params: dict | None = None) -> ProposalSource:
-        """Put generator ``name`` with ``params`` in the proposal slot (capped at ``proposals.max_test``)."""
-        self.proposal_generator = build_proposal_source(name, params or {}, self.backbone, self.max_test)
+        """Put generator ``name`` with ``params`` in the proposal slot (capped at ``proposals.max_test``).
+
+        A learned objectness head is part of the trained model: a new R²-CNN with a
+        head of the same shape keeps the current head's weights.
+        """
+        source = build_proposal_source(name, params or {}, self.backbone, self.max_test)
+        trained = getattr(self.proposal_generator, "objectness", None)
+        head = getattr(source, "objectness", None)
+        if trained is not None and head is not None:
+            shapes = {k: v.shape for k, v in trained.state_dict().items()}
+            if shapes == {k: v.shape for k, v in head.state_dict().items()}:
+                source.objectness = trained
+        self.proposal_generator = source.to(self.device)
         return self.proposal_generator
 
     @property
