@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from detaccel.cli import main
 from detaccel.data import read_image
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.loading import load_detector
 from detaccel.engine.trainer import FINAL_MODEL
 from detaccel.evaluation.overlaps import pairwise_iou
+from detaccel.models.detector_proposals import DetectorProposals
 from detaccel.models.objectness import ObjectnessHead, centreness_targets, objectness_loss
 from detaccel.models.proposal_generator import build_proposal_source
 from detaccel.proposals.r2cnn import R2CNN
@@ -102,6 +104,25 @@ def test_objectness_options_are_checked():
         build_proposal_source("r2cnn", {"objectness_channels": 8, "receptive_field": (8, 3.5, 8)}, backbone)
     with pytest.raises(ValueError, match="a head learned with a detector"):
         R2CNN(backbone=None, reduction="objectness", receptive_field=(8, 3.5, 8))
+
+
+def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
+    """``proposals bench --checkpoint`` on a detector trained with a learned head measures the boxes its
+    ``predict`` scores."""
+    data = tiny_dataset(tmp_path / "data")
+    config = tiny_config(data, "fast_rcnn", proposals=OBJECTNESS, train={"max_iter": 2})
+    model = Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()["model"].eval()
+    out = tmp_path / "bench"
+    args = ["proposals", "bench", "--data-root", str(data), "--classes", "synthetic", "--no-progress"]
+    checkpoint = str(tmp_path / "out" / FINAL_MODEL)
+    assert main([*args, "--generators", "r2cnn", "--checkpoint", checkpoint, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert "learned objectness" in results["r2cnn"]["reads"]
+    image = read_image(next(data.rglob("*.jpg")))
+    expected = model.predict(image)[0].proposals
+    boxes = DetectorProposals(model).generate(np.ascontiguousarray(image[:, :, ::-1])).boxes
+    np.testing.assert_allclose(boxes, expected[: len(boxes)], atol=1e-4)
+    assert len(boxes) == len(expected)
 
 
 def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path):

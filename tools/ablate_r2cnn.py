@@ -4,8 +4,9 @@
 Every variant runs on the same images in one process (``detaccel.benchmarks.proposals``), one idea
 changed at a time from the default (ImageNet EfficientNet-Lite0 at stride 16, absolute values):
 the random AlexNet pool1 of the original, the signed sum, contrast ranking with NMS, the original
-grouping, superlevel sets, quantile levels, the stride-8 maps. With ``--checkpoint`` the trained
-detector's own RoI map is added (as read by R²-CNN inside the detector).
+grouping, superlevel sets, quantile levels, the stride-8 maps. With ``--checkpoint`` two rows are
+added: R²-CNN with ranking on the trained detector's RoI map, and the detector's own proposal slot
+as its configuration reads it (a learned objectness head included), at its test scale.
 
     python tools/ablate_r2cnn.py --data-root ../shared/data/raccoon --split-dir configs/splits/raccoon \\
         --short-side 480 --out outputs/ablation_raccoon
@@ -22,6 +23,7 @@ import torch
 
 from detaccel.benchmarks.proposals import markdown_table, run_proposal_benchmark
 from detaccel.data import load_dataset
+from detaccel.models.detector_proposals import DetectorProposals
 from detaccel.proposals import build_generator
 
 RANKED = {"ranking": "contrast"}
@@ -75,6 +77,7 @@ def main() -> int:
         generators["r2cnn trained detector's map + ranking"] = build_generator(
             "r2cnn", backbone=model.backbone, **RANKED, **size
         )
+        generators[f"trained detector's own proposals ({config.proposals.name})"] = DetectorProposals(model)
     results = run_proposal_benchmark(generators, records, args.out, progress=True)
     table = markdown_table(results, reference="selective_search (fast)")
     Path(args.out, "ablation.md").write_text(table)

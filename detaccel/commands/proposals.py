@@ -39,21 +39,30 @@ def default_dataset(path: Path, split: str):
     return load_dataset("voc", root, split, classes="synthetic")
 
 
-def trained_features(checkpoint: str) -> dict[str, Any]:
-    """R²-CNN parameters that read a trained detector's backbone, at the detector's test image size."""
+def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> Any:
+    """R²-CNN on a trained detector's features, with ``params`` on top.
+
+    A detector trained on R²-CNN proposals of its own map gives its own proposal
+    slot (its configuration's parameters and a learned objectness head, at its
+    test scale); any other gives R²-CNN on its backbone at its test image size.
+    """
     from detaccel.cli import CommandError
     from detaccel.engine import CheckpointError
     from detaccel.engine.loading import load_detector
+    from detaccel.models.detector_proposals import DetectorProposals
+    from detaccel.models.proposal_generator import reads_own_features
+    from detaccel.proposals import build_generator
 
     try:
         config, model, _ = load_detector(checkpoint)
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         raise CommandError(f"--checkpoint {checkpoint}: {error}") from None
-    return {
-        "backbone": model.backbone,
-        "short_side": config.data.test_scale,
-        "max_side": config.data.max_size,
-    }
+    proposals = config.proposals
+    if reads_own_features(proposals.name, proposals.params):
+        model.set_proposal_generator(proposals.name, {**proposals.params, **params})
+        return DetectorProposals(model)
+    size = {"short_side": config.data.test_scale, "max_side": config.data.max_size}
+    return build_generator("r2cnn", **{"backbone": model.backbone, **size, **params})
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -64,14 +73,17 @@ def run_bench(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.generators.split(",") if n.strip()]
     params = parse_settings(args.set or [], names)
-    if args.checkpoint is not None:
-        if "r2cnn" not in names:
-            raise CommandError(
-                "--checkpoint: only r2cnn reads a trained detector's features; add it to --generators"
-            )
-        params["r2cnn"] = trained_features(args.checkpoint) | params["r2cnn"]
+    if args.checkpoint is not None and "r2cnn" not in names:
+        raise CommandError(
+            "--checkpoint: only r2cnn reads a trained detector's features; add it to --generators"
+        )
     try:
-        generators = {name: build_generator(name, **params[name]) for name in names}
+        generators = {
+            name: trained_r2cnn(args.checkpoint, params[name])
+            if name == "r2cnn" and args.checkpoint is not None
+            else build_generator(name, **params[name])
+            for name in names
+        }
     except (TypeError, ValueError) as error:
         raise CommandError(str(error)) from None
     if args.data_root is None:
@@ -134,7 +146,8 @@ def register(subparsers) -> None:
         "--checkpoint",
         default=None,
         help="a trained detector: r2cnn reads its backbone's map (stage r2cnn.layer, default its RoI map) "
-        "at its test scale",
+        "at its test scale; a detector trained on R²-CNN of its own map gives its own proposal slot "
+        "(its parameters and learned objectness head, --set r2cnn.* on top)",
     )
     bench.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     bench.add_argument("--out", type=Path, default=Path("outputs/proposals_bench"), help="output directory")
