@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from detaccel.cli import main
+from detaccel.config import config_to_dict
 from detaccel.data import read_image
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.loading import load_detector
@@ -123,6 +125,22 @@ def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
     boxes = DetectorProposals(model).generate(np.ascontiguousarray(image[:, :, ::-1])).boxes
     np.testing.assert_allclose(boxes, expected[: len(boxes)], atol=1e-4)
     assert len(boxes) == len(expected)
+    # A bench matrix's r2cnn on this detector is its own R²-CNN (learned head), the matrix's cap on top.
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config_to_dict(config)))
+    spec = {
+        "images": 2,
+        "detectors": {"own": {"config": str(config_path), "checkpoint": checkpoint}},
+        "generators": {"r2cnn": {"max_proposals": 5}},
+    }
+    (tmp_path / "matrix.yaml").write_text(yaml.safe_dump(spec))
+    matrix_out = tmp_path / "matrix"
+    assert (
+        main(["bench", "--matrix", str(tmp_path / "matrix.yaml"), "--out", str(matrix_out), "--no-progress"])
+        == 0
+    )
+    (row,) = json.loads((matrix_out / "results.json").read_text())["results"]
+    assert "learned objectness" in row["proposal_source"] and 0 < row["proposals_per_image"] <= 5
 
 
 def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path):

@@ -3,7 +3,8 @@
 A matrix file (YAML) names detectors (a detector config, optional overrides,
 ``checkpoint: <model file>`` to use a trained model instead of training one,
 or ``from: <detector>`` with ``svd: {layer: rank}`` for a compressed copy) and
-proposal generators with their parameters. Trained models and finished
+proposal generators with their parameters (a detector's own generator takes its
+configuration's parameters, the matrix's on top). Trained models and finished
 (detector, generator) results are kept in the output directory, so an
 interrupted run picks up where it stopped.
 """
@@ -200,6 +201,9 @@ def run_matrix(
                     print(f"{det_name} + {gen_name}: reusing {path}")
                     results.append(saved)
                     continue
+            own = detector.config.proposals
+            if gen_name == own.name:  # the detector's own generator: its parameters, the matrix's on top
+                params = {**own.params, **params}
             try:
                 detector.model.set_proposal_generator(gen_name, params)
             except ValueError as error:
