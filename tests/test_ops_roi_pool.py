@@ -136,3 +136,27 @@ def test_backward_without_saved_argmax_is_a_clear_error():
     out, _ = torch.ops.detaccel.roi_pool_forward(x, rois, 1.0, 2, 2, False)
     with pytest.raises(RuntimeError, match="with_argmax=False"):
         out.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_on_the_cpu_pools_like_float32(dtype):
+    """Half precision on the CPU is pooled in float32: the same cells as float32 on the rounded values,
+    output and gradient in the input's dtype (torchvision's roi_pool takes float16 on the CPU too)."""
+    x = torch.randn(2, 8, 20, 24).to(dtype)
+    rois = random_rois(40, (20 * 16, 24 * 16), batch_size=2, min_size=4, max_size=300).to(dtype)
+    ours_in = x.clone().requires_grad_()
+    ours = ops.roi_pool(ours_in, rois, (3, 4), 1 / 16)
+    assert ours.dtype == dtype
+    full_in = x.float().requires_grad_()
+    full = ops.roi_pool(full_in, rois.float(), (3, 4), 1 / 16)
+    assert torch.equal(ours.float(), full)
+    grad = torch.randn_like(full)
+    ours.backward(grad.to(dtype))
+    full.backward(grad.to(dtype).float())
+    assert ours_in.grad.dtype == dtype
+    torch.testing.assert_close(ours_in.grad.float(), full_in.grad.to(dtype).float())
+    if dtype == torch.float16:
+        assert torch.equal(ours, torchvision.ops.roi_pool(x, rois, (3, 4), 1 / 16))
+    spp = ops.spp_pool(x, rois, (1, 2), 1 / 16)
+    assert spp.dtype == dtype
+    assert torch.equal(spp.float(), ops.spp_pool(x.float(), rois.float(), (1, 2), 1 / 16))

@@ -19,8 +19,7 @@ def _prepare(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float):
     validation.check_finite("boxes", boxes)
     validation.check_finite("scores", scores.unsqueeze(1))
     # Half precision runs in float32 on the CPU; scores follow the boxes' dtype.
-    if boxes.device.type != "cuda" and boxes.dtype not in validation.CPU_FLOAT_DTYPES:
-        boxes = boxes.float()
+    (boxes,) = validation.in_kernel_dtype(boxes)
     return boxes, scores.to(boxes.dtype), iou_threshold
 
 

@@ -23,8 +23,8 @@ def roi_pool(
     clipped to the map, an empty bin (for example a RoI outside the map) gives 0.
 
     Args:
-        input: feature map ``[N, C, H, W]`` (float32/float64; on CUDA also
-            float16/bfloat16).
+        input: feature map ``[N, C, H, W]`` (float32/float64/float16/bfloat16;
+            on the CPU half precision is pooled in float32, exactly).
         rois: ``[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` in input-image
             pixels, or a list with one ``[L_i, 4]`` box tensor per image.
         output_size: ``n`` or ``(height, width)`` of the pooled grid.
@@ -40,10 +40,11 @@ def roi_pool(
     spatial_scale = validation.check_spatial_scale(spatial_scale)
     validation.check_roi_values(rois, input.shape[0])
     with_argmax = validation.needs_grad(input)
+    kernel_input, kernel_rois = validation.in_kernel_dtype(input, rois)
     output, _ = torch.ops.detaccel.roi_pool_forward(
-        input, rois, spatial_scale, pooled_height, pooled_width, with_argmax
+        kernel_input, kernel_rois, spatial_scale, pooled_height, pooled_width, with_argmax
     )
-    return output
+    return output.to(input.dtype)
 
 
 class RoIPool(torch.nn.Module):

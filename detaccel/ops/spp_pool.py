@@ -39,8 +39,11 @@ def spp_pool(
     spatial_scale = validation.check_spatial_scale(spatial_scale)
     validation.check_roi_values(rois, input.shape[0])
     with_argmax = validation.needs_grad(input)
-    output, _ = torch.ops.detaccel.spp_pool_forward(input, rois, spatial_scale, levels, with_argmax)
-    return output
+    kernel_input, kernel_rois = validation.in_kernel_dtype(input, rois)
+    output, _ = torch.ops.detaccel.spp_pool_forward(
+        kernel_input, kernel_rois, spatial_scale, levels, with_argmax
+    )
+    return output.to(input.dtype)
 
 
 def spp_output_dim(channels: int, levels: Sequence[int] = DEFAULT_LEVELS) -> int:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
-CPU_FLOAT_DTYPES = (torch.float32, torch.float64)
-CUDA_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# Dtypes the CPU kernels compute in; half precision runs there in float32 (exact for max pooling).
+CPU_KERNEL_DTYPES = (torch.float32, torch.float64)
 MAX_LEVELS = 8
 MAX_POOLED_SIZE = 1024
 
@@ -31,12 +32,18 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
 
 
 def check_float_dtype(name: str, tensor: torch.Tensor) -> None:
-    allowed = CUDA_FLOAT_DTYPES if tensor.device.type == "cuda" else CPU_FLOAT_DTYPES
-    if tensor.dtype not in allowed:
-        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
+    if tensor.dtype not in FLOAT_DTYPES:
+        names = ", ".join(str(d).replace("torch.", "") for d in FLOAT_DTYPES)
         raise TypeError(
             f"{name}: dtype {tensor.dtype} is not supported on {tensor.device.type} (use {names})"
         )
+
+
+def in_kernel_dtype(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``tensors`` as the kernels take them: float16/bfloat16 on the CPU become float32 (differentiably)."""
+    return tuple(
+        t.float() if t.device.type != "cuda" and t.dtype not in CPU_KERNEL_DTYPES else t for t in tensors
+    )
 
 
 def check_same_device(name: str, tensor: torch.Tensor, reference: torch.Tensor) -> None:
