@@ -99,75 +99,10 @@ enum Grouping : int64_t { kFloodGrouping = 0, kOriginalGrouping = 1 };
 using Box = std::array<int64_t, 4>;
 
 struct Component {
-  int level;
   int64_t size;
   int64_t first;  // first cell in raster order: a deterministic tie-break
   std::array<int64_t, 4> box;
 };
-
-std::vector<std::array<int64_t, 4>> image_level_boxes(const int* level, int64_t h, int64_t w, int num_levels,
-                                                      int64_t max_per_level) {
-  const int64_t cells = h * w;
-  std::vector<int32_t> seen(cells, 0);
-  std::vector<Component> components;
-  std::vector<std::array<int64_t, 4>> level_box(num_levels, {w, h, -1, -1});
-  std::vector<int64_t> stack;
-  for (int64_t start = 0; start < cells; ++start) {
-    if (seen[start]) {
-      continue;
-    }
-    const int l = level[start];
-    Component comp{l, 0, start, {w, h, -1, -1}};
-    seen[start] = 1;
-    stack.push_back(start);
-    while (!stack.empty()) {
-      const int64_t cell = stack.back();
-      stack.pop_back();
-      const int64_t y = cell / w, x = cell % w;
-      ++comp.size;
-      comp.box = {std::min(comp.box[0], x), std::min(comp.box[1], y), std::max(comp.box[2], x), std::max(comp.box[3], y)};
-      for (int64_t dy = -1; dy <= 1; ++dy) {
-        for (int64_t dx = -1; dx <= 1; ++dx) {
-          const int64_t ny = y + dy, nx = x + dx;
-          if (ny < 0 || ny >= h || nx < 0 || nx >= w) {
-            continue;
-          }
-          const int64_t next = ny * w + nx;
-          if (!seen[next] && level[next] == l) {
-            seen[next] = 1;
-            stack.push_back(next);
-          }
-        }
-      }
-    }
-    auto& lb = level_box[l];
-    lb = {std::min(lb[0], comp.box[0]), std::min(lb[1], comp.box[1]), std::max(lb[2], comp.box[2]),
-          std::max(lb[3], comp.box[3])};
-    components.push_back(comp);
-  }
-  std::stable_sort(components.begin(), components.end(), [](const Component& a, const Component& b) {
-    if (a.level != b.level) {
-      return a.level < b.level;
-    }
-    return a.size != b.size ? a.size > b.size : a.first < b.first;
-  });
-  std::vector<std::array<int64_t, 4>> boxes;
-  size_t next = 0;
-  for (int l = 0; l < num_levels; ++l) {
-    if (level_box[l][2] < 0) {
-      continue;  // no cell at this level
-    }
-    boxes.push_back(level_box[l]);
-    int64_t taken = 1;
-    for (; next < components.size() && components[next].level == l; ++next) {
-      if (taken < max_per_level) {
-        boxes.push_back(components[next].box);
-        ++taken;
-      }
-    }
-  }
-  return boxes;
-}
 
 // Flood fill of one level's set (cells of level l, or of level >= l when superlevel):
 // its 8-connected components, largest first (ties: first cell in raster order).
@@ -181,7 +116,7 @@ std::vector<Box> flood_groups(const int* level, int64_t h, int64_t w, int l, boo
     if (stamp[start] == mark) {
       continue;
     }
-    Component comp{l, 0, start, {w, h, -1, -1}};
+    Component comp{0, start, {w, h, -1, -1}};
     stamp[start] = mark;
     stack.push_back(start);
     while (!stack.empty()) {
@@ -313,10 +248,8 @@ std::tuple<at::Tensor, at::Tensor> r2cnn_level_boxes_cpu(const at::Tensor& level
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int* image = data + i * h * w;
-      per_image[i] = grouping == kFloodGrouping && !superlevel
-                         ? image_level_boxes(image, h, w, static_cast<int>(num_levels), max_boxes_per_level)
-                         : image_level_set_boxes(image, h, w, static_cast<int>(num_levels), max_boxes_per_level,
-                                                 grouping, superlevel);
+      per_image[i] = image_level_set_boxes(image, h, w, static_cast<int>(num_levels), max_boxes_per_level,
+                                           grouping, superlevel);
     }
   });
   int64_t total = 0;
