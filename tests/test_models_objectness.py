@@ -168,3 +168,19 @@ def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path):
     assert loaded.proposal_generator.objectness is trained_head
     loaded.set_proposal_generator("r2cnn", {**OBJECTNESS["params"], "objectness_channels": 4})
     assert loaded.proposal_generator.objectness is not trained_head
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_and_cpu_give_the_same_learned_proposals():
+    torch.manual_seed(0)
+    backbone = torch.nn.Module()
+    backbone.out_channels, backbone.stride = 6, 8
+    source = build_proposal_source(
+        "r2cnn", {**OBJECTNESS["params"], "receptive_field": (8.0, 3.5, 8.0)}, backbone, 50
+    )
+    feature_map = torch.randn(2, 6, 12, 16)
+    with torch.no_grad():
+        cpu = source.propose_from_features(feature_map, [(96, 128)] * 2, [1.0, 1.0])
+        cuda = source.to("cuda").propose_from_features(feature_map.cuda(), [(96, 128)] * 2, [1.0, 1.0])
+    for a, b in zip(cpu, cuda, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
