@@ -48,6 +48,10 @@ class BackboneConfig:
     # BatchNorm as fixed affine maps (no statistics updated, nothing learned);
     # None: yes for efficientnet_lite* with pretrained or weights, no otherwise.
     frozen_bn: bool | None = None
+    # Inference (eval mode, no gradient) runs a copy of the body with every batch norm folded into the
+    # convolution before it, and/or in channels-last layout: the same outputs (to float rounding), faster.
+    fold_batchnorm: bool = True
+    channels_last: bool = True
 
 
 @dataclass

@@ -36,6 +36,8 @@ from detaccel.models.sampling import assign_targets, sample_rois, sampling_optio
 LAST_CHECKPOINT = "last_checkpoint.pth"
 FINAL_MODEL = "model_final.pth"
 ARCHITECTURE_SECTIONS = ("model", "backbone", "roi_features", "head")
+# Keys of those sections that do not change the weights (where they come from, how inference runs).
+NON_ARCHITECTURE_KEYS = ("weights", "fold_batchnorm", "channels_last")
 
 
 def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -81,7 +83,7 @@ def check_same_architecture(saved: dict[str, Any], config: Config, source: str) 
         f"{section}.{key}"
         for section in ARCHITECTURE_SECTIONS
         for key in current[section]
-        if key != "weights" and saved.get(section, {}).get(key) != current[section][key]
+        if key not in NON_ARCHITECTURE_KEYS and saved.get(section, {}).get(key) != current[section][key]
     ]
     if differing:
         raise CheckpointError(

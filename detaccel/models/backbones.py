@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from torchvision.ops import FrozenBatchNorm2d
 
 from detaccel.config.schema import EFFICIENTNET_LITE, BackboneConfig
+from detaccel.models.fusion import inference_copy
 
 if TYPE_CHECKING:
     from detaccel.proposals.receptive_field import ReceptiveField
@@ -201,8 +202,31 @@ class Backbone(nn.Module):
         """``(x, y)`` receptive fields of the map ``name``."""
         return _receptive_fields(self._stage_path(name))
 
+    # Inference (eval mode, no gradient) runs a copy of ``body`` with batch norm folded into the
+    # convolutions (``fold_batchnorm``), in channels-last layout (``channels_last``); the copy is
+    # made again whenever a weight or statistic of ``body`` changes.
+    fold_batchnorm: bool = True
+    channels_last: bool = False
+    _inference: tuple[tuple, nn.Module] | None = None
+
+    def set_inference_layout(self, fold_batchnorm: bool, channels_last: bool) -> None:
+        """How inference runs the body: batch norm folded or not, channels-last layout or not."""
+        self.fold_batchnorm, self.channels_last = fold_batchnorm, channels_last
+        self._inference = None
+
+    def _running_body(self) -> nn.Module:
+        """``body``, or at inference the folded (channels-last) copy of its current weights."""
+        if self.training or torch.is_grad_enabled() or not (self.fold_batchnorm or self.channels_last):
+            return self.body
+        tensors = (*self.body.parameters(), *self.body.buffers())
+        versions = ((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        key = (self.fold_batchnorm, self.channels_last, *versions)
+        if self._inference is None or self._inference[0] != key:
+            self._inference = (key, inference_copy(self.body, self.fold_batchnorm, self.channels_last))
+        return self._inference[1]
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)
+        return self.forward_stages(images)[OUT]
 
     def forward_stages(self, images: torch.Tensor, names: Iterable[str] = ()) -> dict[str, torch.Tensor]:
         """One pass over ``images``: the maps ``names`` and ``"out"`` (the output of ``forward``)."""
@@ -211,8 +235,11 @@ class Backbone(nn.Module):
         for name, stage in wanted.items():
             at_index.setdefault(stage.index, []).append(name)
         maps: dict[str, torch.Tensor] = {}
+        body = self._running_body()
         x = images
-        for index, layer in enumerate(self.body):
+        if body is not self.body and self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for index, layer in enumerate(body):
             names_here = at_index.get(index, [])
             expanded = [n for n in names_here if wanted[n].expanded]
             if expanded:
@@ -223,7 +250,7 @@ class Backbone(nn.Module):
             maps.update({n: x for n in names_here if not wanted[n].expanded})
         maps.update(self._after_body(x, [n for n in wanted if wanted[n].index == len(self.body)]))
         maps[OUT] = x
-        return maps
+        return {name: value.contiguous() for name, value in maps.items()}
 
     def _after_body(self, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
         return {}
@@ -441,6 +468,9 @@ class MBConvBlock(nn.Module):
         self._bn2 = _bn(out_channels)
         self._act = nn.ReLU6(inplace=True)
         self.residual = stride == 1 and in_channels == out_channels
+
+    # (convolution, batch norm) attribute pairs, for folding at inference.
+    conv_norm_pairs = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
 
     def expansion_layers(self) -> list[nn.Module]:
         """The 1x1 expansion, its batch norm and activation (empty without expansion)."""
@@ -790,4 +820,5 @@ def build_backbone(config: BackboneConfig) -> Backbone:
         backbone.freeze(config.freeze_at, frozen_bn)
     elif frozen_bn:
         freeze_batchnorm(backbone.body)
+    backbone.set_inference_layout(config.fold_batchnorm, config.channels_last)
     return backbone
