@@ -32,6 +32,7 @@ from detaccel.engine.schedule import StepSchedule
 from detaccel.models.detector import RegionDetector, build_detector
 from detaccel.models.losses import detection_loss
 from detaccel.models.sampling import assign_targets, sample_rois, sampling_options
+from detaccel.proposals.box_shapes import resolve_shapes
 
 LAST_CHECKPOINT = "last_checkpoint.pth"
 FINAL_MODEL = "model_final.pth"
@@ -221,6 +222,8 @@ class Trainer:
         if isinstance(config.data.classes, str) and config.data.classes in ("auto", "discover"):
             # The test split and the checkpoint use the classes the training split resolved to.
             config.data.classes = list(dataset.class_names)
+        # R²-CNN's shapes: auto becomes the training boxes' typical shapes, saved in the checkpoint's config.
+        resolve_shapes(config.proposals.params, dataset.records, config.data.test_scale, config.data.max_size)
         model = build_detector(config, len(dataset.class_names), dataset.class_names).to(info.device)
         from_features = not model.proposal_generator.cacheable
         if from_features and model.roi_features.per_region:

@@ -12,7 +12,7 @@
 4. Each cell box is mapped to pixels through the receptive field
    (:func:`~detaccel.proposals.receptive_field.cell_boxes_to_pixels`), and a
    local search adds variants of it around the same centre, with width and
-   height scaled by each of ``scale_factors``.
+   height scaled by each of ``scale_factors`` and of each size in ``shapes``.
 5. With ``ranking="contrast"`` every box is scored by its integrated value
    against a ring around it, sorted and de-duplicated by NMS at ``nms_iou``, so
    that the first ``k`` boxes are the best ``k``.
@@ -61,13 +61,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def local_search(
-    boxes: Any, scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS
+    boxes: Any,
+    scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS,
+    shapes: Sequence[tuple[float, float]] = (),
 ) -> np.ndarray:
-    """Each inclusive box followed by its variants, float64 ``[M * (1 + F), 4]``.
+    """Each inclusive box followed by its variants, float64 ``[M * (1 + F + S), 4]``.
 
-    The variant for ``(fw, fh)`` keeps the box's centre ``((x1 + x2) / 2,
-    (y1 + y2) / 2)`` and has width ``fw * (x2 - x1 + 1)`` and height
-    ``fh * (y2 - y1 + 1)`` pixels. Nothing is clipped here.
+    Every variant keeps the box's centre ``((x1 + x2) / 2, (y1 + y2) / 2)``.
+    The one for factors ``(fw, fh)`` has width ``fw * (x2 - x1 + 1)`` and
+    height ``fh * (y2 - y1 + 1)`` pixels; the one for shape ``(w, h)`` has
+    ``w`` x ``h`` pixels (e.g. a training set's typical object shapes,
+    :mod:`detaccel.proposals.box_shapes`). Nothing is clipped here.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0
@@ -75,6 +79,9 @@ def local_search(
     out = [boxes]
     for fw, fh in scale_factors:
         half = (size * np.array([fw, fh]) - 1.0) / 2.0
+        out.append(np.concatenate([centre - half, centre + half], axis=1))
+    for w, h in shapes:
+        half = (np.array([w, h]) - 1.0) / 2.0
         out.append(np.concatenate([centre - half, centre + half], axis=1))
     return np.stack(out, axis=1).reshape(-1, 4)
 
@@ -176,6 +183,10 @@ class R2CNN(GeneratorBase):
         superlevel: level ``l``'s set is the cells of level ``>= l`` (nested
             regions) instead of ``== l``.
         scale_factors: ``(width, height)`` factors of the local search.
+        shapes: ``(width, height)`` boxes in pixels of the network input that
+            the local search also centres on each box (a detector's config may
+            say ``shapes: auto``: the training boxes' ``num_shapes`` typical
+            shapes, found when training starts).
         reduction: how channels enter the integrated map: ``"sum"`` (as they
             are, the original), ``"abs"`` (absolute values: for signed maps
             such as linear bottlenecks) or ``"l2"`` (the channel norm);
@@ -212,6 +223,7 @@ class R2CNN(GeneratorBase):
         grouping: str = "flood",
         superlevel: bool = False,
         scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS,
+        shapes: Sequence[tuple[float, float]] = (),
         reduction: str | None = None,
         levels: str = "uniform",
         ranking: str = "none",
@@ -236,6 +248,12 @@ class R2CNN(GeneratorBase):
             raise ValueError(f"superlevel: expected True or False, got {superlevel!r}")
         self.superlevel = superlevel
         self.scale_factors = check_pairs("scale_factors", scale_factors)
+        if isinstance(shapes, str):
+            raise ValueError(
+                f"shapes: {shapes!r} is resolved from the training boxes by `detaccel train` (a detector's "
+                "own R²-CNN); give (width, height) pairs here"
+            )
+        self.shapes = check_pairs("shapes", shapes) if shapes is not None and len(shapes) else ()
         if reduction is None:
             reduction = "abs" if _is_efficientnet(backbone) else "sum"
         if reduction == "objectness":
@@ -425,7 +443,8 @@ class R2CNN(GeneratorBase):
             )
         out = []
         for index, cells in enumerate(cell_boxes):
-            boxes = local_search(cell_boxes_to_pixels(cells, self.field, self.footprint), self.scale_factors)
+            pixels = cell_boxes_to_pixels(cells, self.field, self.footprint)
+            boxes = local_search(pixels, self.scale_factors, self.shapes)
             out.append(self._rank(boxes, integrated[index]) if self.ranking == "contrast" else (boxes, None))
         return out
 
