@@ -160,6 +160,9 @@ class EvalConfig:
     score_threshold: float = 0.05
     nms_threshold: float = 0.3
     max_per_image: int = 100
+    # Test-time box refinement: each pass moves every proposal by the learned regression of
+    # its top-scoring class and pools it again (iterative bounding-box regression); 0: off.
+    refine_passes: int = 0
     metrics: list[str] = field(default_factory=lambda: ["voc07"])
 
 

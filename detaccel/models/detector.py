@@ -22,7 +22,7 @@ from detaccel.data.transforms import PIXEL_MEAN, PIXEL_STD, InferenceTransform, 
 from detaccel.models.backbones import build_backbone
 from detaccel.models.heads import FCHead
 from detaccel.models.packed import install_packed_layers
-from detaccel.models.postprocess import postprocess_detections
+from detaccel.models.postprocess import decode_pixel_boxes, postprocess_detections
 from detaccel.models.predictor import Predictor
 from detaccel.models.proposal_generator import (
     FeatureProposals,
@@ -123,6 +123,9 @@ class RegionDetector(nn.Module):
         self.proposal_scale = min(range(len(scales)), key=lambda k: abs(scales[k] - data.test_scale))
         self.roi_size = float(data.test_roi_size)
         self.max_test = config.proposals.max_test
+        if config.eval.refine_passes < 0:
+            raise ValueError(f"eval.refine_passes must be >= 0, got {config.eval.refine_passes}")
+        self.refine_passes = int(config.eval.refine_passes)
         self.postprocess_options = {
             "score_threshold": config.eval.score_threshold,
             "nms_threshold": config.eval.nms_threshold,
@@ -231,7 +234,9 @@ class RegionDetector(nn.Module):
         """The first half of :meth:`predict`: preprocess, backbone, proposals and RoI pooling.
 
         What it returns does not depend on the head or the predictor, so it can be
-        kept and run through :meth:`detect_pooled` by several heads (compression search).
+        kept and run through :meth:`detect_pooled` by several heads (compression search);
+        with ``eval.refine_passes`` the proposals are first refined by the current head
+        and predictor (:meth:`refine_proposals`).
         """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
@@ -265,7 +270,41 @@ class RegionDetector(nn.Module):
             boxes = self._proposals(images, given, image_ids, proposal_map, batches, scales)
         image_sizes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
         tensors = [torch.tensor(b, device=device) for b in boxes]
-        return PooledRegions(self.pool_on_maps(maps, scales, tensors, image_sizes), boxes, image_sizes)
+        pooled = self.pool_on_maps(maps, scales, tensors, image_sizes)
+        for _ in range(self.refine_passes if pooled is not None else 0):
+            with stage("refine"):
+                tensors = self.refine_proposals(pooled, tensors, image_sizes)
+                pooled = self.pool_on_maps(maps, scales, tensors, image_sizes)
+            boxes = [t.cpu().numpy() for t in tensors]
+        return PooledRegions(pooled, boxes, image_sizes)
+
+    @torch.no_grad()
+    def refine_proposals(
+        self,
+        pooled: torch.Tensor,
+        proposals: Sequence[torch.Tensor],
+        sizes: Sequence[tuple[int, int]],
+    ) -> list[torch.Tensor]:
+        """Each proposal moved by the box regression of its top-scoring object class, clipped.
+
+        ``pooled`` ``[sum K_i, D]`` are the RoI features of ``proposals`` (image ``i``'s
+        ``[K_i, 4]`` inclusive boxes in original pixels, clipped to ``sizes[i]``).
+        """
+        counts = [len(p) for p in proposals]
+        features = self.head(pooled)
+        logits, deltas = self.predictor(features)
+        scores = self.predictor.detection_scores(features, logits)
+        best = scores.argmax(dim=1) + 1  # column 0 of the deltas is the background's
+        decoded = decode_pixel_boxes(deltas, torch.cat(list(proposals)), self.box_weights)
+        moved = decoded[torch.arange(len(best), device=best.device), best]
+        out = []
+        for boxes, (height, width) in zip(moved.split(counts), sizes, strict=True):
+            x1 = boxes[:, 0].clamp(0, width - 1)
+            y1 = boxes[:, 1].clamp(0, height - 1)
+            x2 = torch.maximum(boxes[:, 2].clamp(0, width - 1), x1)
+            y2 = torch.maximum(boxes[:, 3].clamp(0, height - 1), y1)
+            out.append(torch.stack((x1, y1, x2, y2), dim=1).contiguous())
+        return out
 
     @torch.no_grad()
     def detect_pooled(self, regions: PooledRegions) -> list[Prediction]:
