@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from detaccel.cli import main
-from detaccel.config import config_to_dict
+from detaccel.config import config_to_dict, load_config
 from detaccel.data import read_image
 from detaccel.data.classes import SYNTHETIC_CLASSES
 from detaccel.data.transforms import batch_images
@@ -141,6 +141,24 @@ def test_eval_with_another_generator(trained, tmp_path, capsys):
     assert 0.0 <= report["metrics"]["voc07"]["mAP"] <= 1.0
     assert main(["eval", "--checkpoint", str(checkpoint), "--generator", "nonesuch"]) == 2
     assert "unknown proposal generator 'nonesuch'" in capsys.readouterr().err
+
+
+def test_set_without_config_changes_the_checkpoints_own_configuration(trained, tmp_path, capsys):
+    _, _, checkpoint, config_path = trained
+    overrides = ["eval.refine_passes=2", "eval.max_per_image=7"]
+    config, model, _ = load_detector(str(checkpoint), overrides=overrides)
+    assert (model.refine_passes, config.eval.max_per_image) == (2, 7)
+    assert model.postprocess_options["max_per_image"] == 7
+    _, plain, _ = load_detector(str(checkpoint))
+    assert plain.refine_passes == 0
+    with pytest.raises(ValueError, match="not both"):
+        load_detector(str(checkpoint), load_config(str(config_path)), ["eval.max_per_image=7"])
+    args = ["eval", "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--no-progress"]
+    assert main([*args, "--set", "eval.max_per_image=1"]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert sum(report["metrics"]["voc07"]["num_detections"].values()) <= report["images"]
+    assert main([*args, "--set", "eval.refine_passes=-1"]) == 2
+    assert "refine_passes" in capsys.readouterr().err
 
 
 def test_detect_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys):

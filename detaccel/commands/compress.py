@@ -58,8 +58,9 @@ def run_auto(args: argparse.Namespace) -> int:
         raise CommandError(f"--max-map-drop must be >= 0 VOC07 points, got {options.max_map_drop}")
     out_dir = Path(args.output)
     with as_command_errors():
-        config = load_config(args.config, args.overrides) if args.config else None
-        config, model, class_names = load_detector(args.checkpoint, config)
+        overrides = args.overrides
+        config = load_config(args.config, overrides) if args.config else None
+        config, model, class_names = load_detector(args.checkpoint, config, () if args.config else overrides)
         saved = load_checkpoint(args.checkpoint)
         iteration, categories = int(saved.get("iteration", 0)), saved.get("categories")
         if isinstance(config.data.classes, str) and config.data.classes in ("auto", "discover"):

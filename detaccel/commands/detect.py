@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     except InputError as error:
         raise CommandError(str(error)) from None
     with as_command_errors():
-        config = load_config(args.config, args.overrides) if args.config else None
-        config, model, class_names = load_detector(args.checkpoint, config)
+        overrides = args.overrides
+        config = load_config(args.config, overrides) if args.config else None
+        config, model, class_names = load_detector(args.checkpoint, config, () if args.config else overrides)
     generator = use_generator(model, config, args.generator)
     device = init_distributed(args.device).device
     model.to(device).eval()

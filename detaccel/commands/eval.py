@@ -24,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from detaccel.engine.loading import load_detector
 
     with as_command_errors():
-        config = load_config(args.config, args.overrides) if args.config else None
-        config, model, class_names = load_detector(args.checkpoint, config)
+        overrides = args.overrides
+        config = load_config(args.config, overrides) if args.config else None
+        config, model, class_names = load_detector(args.checkpoint, config, () if args.config else overrides)
         generator = use_generator(model, config, args.generator)
         if generator != config.proposals.name:
             config.proposals.name, config.proposals.params = generator, {}

@@ -21,8 +21,9 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).is_file():
         raise CommandError(f"--checkpoint {args.checkpoint}: no such file")
     with as_command_errors():
-        config = load_config(args.config, [*args.overrides, *data_overrides(args)]) if args.config else None
-        config, model, class_names = load_detector(args.checkpoint, config)
+        overrides = [*args.overrides, *data_overrides(args)]
+        config = load_config(args.config, overrides) if args.config else None
+        config, model, class_names = load_detector(args.checkpoint, config, () if args.config else overrides)
         device = init_distributed(args.device).device
         detector = LoadedDetector(config.model.family, config, model.to(device), class_names)
         generator_name = use_generator(model, config, args.generator)

@@ -246,6 +246,7 @@ def validate(config: Config) -> Config:
     if not 0 <= config.eval.nms_threshold <= 1:
         raise ConfigError("config key 'eval.nms_threshold': must be in [0, 1]")
     _check_positive("eval.max_per_image", config.eval.max_per_image)
+    _check_positive("eval.refine_passes", config.eval.refine_passes, allow_zero=True)
     return config
 
 

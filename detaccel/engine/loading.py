@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,14 +11,18 @@ if TYPE_CHECKING:
 
 
 def load_detector(
-    checkpoint_path: str, config: Config | None = None
+    checkpoint_path: str, config: Config | None = None, overrides: Sequence[str] = ()
 ) -> tuple[Config, RegionDetector, tuple[str, ...]]:
     """``(config, model, class_names)`` from a checkpoint, the model in eval mode on the CPU.
 
     With ``config``, its data and eval sections are used and its architecture
     must be the checkpoint's (its compression — SVD ranks, packed layers — aside).
+    Without it, the checkpoint's own configuration is used, with ``overrides``
+    (``section.key=value``) applied.
     """
-    from detaccel.config import config_from_dict, config_to_dict
+    import copy
+
+    from detaccel.config import apply_overrides, config_from_dict, config_to_dict
     from detaccel.engine import CheckpointError, load_checkpoint, load_model_state
     from detaccel.engine.trainer import check_same_architecture
     from detaccel.models import build_detector
@@ -27,6 +32,10 @@ def load_detector(
         saved = config_from_dict(checkpoint["config"])
     except ValueError as error:
         raise CheckpointError(f"{checkpoint_path}: invalid configuration inside ({error})") from None
+    if overrides:
+        if config is not None:
+            raise ValueError("load_detector: pass overrides in the configuration or alone, not both")
+        config = config_from_dict(apply_overrides(copy.deepcopy(checkpoint["config"]), overrides))
     if config is None:
         config = saved
     else:
