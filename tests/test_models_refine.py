@@ -53,5 +53,5 @@ def test_predict_scores_the_refined_boxes(tmp_path):
 
 
 def test_negative_refine_passes_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="'eval.refine_passes'"):
+    with pytest.raises(ValueError, match=r"'eval\.refine_passes'"):
         _detector(tmp_path, refine_passes=-1)

@@ -211,3 +211,53 @@ def test_random_alexnet_is_the_same_network_in_every_build():
     torchvision_features("alexnet")
     torch.testing.assert_close(torch.rand(3), expected)  # ... and is left as it was
     torch.random.set_rng_state(state)
+
+
+def test_upsampled_field_splits_each_cell_into_finer_cells():
+    from detaccel.proposals.receptive_field import upsampled_field
+
+    finer = upsampled_field(VGG, 2)  # VGG cell c: pixels 16c .. 16c + 15
+    assert (finer.stride, finer.extent) == (8.0, VGG.extent)
+    np.testing.assert_allclose(cell_boxes_to_pixels([[0, 0, 1, 1]], finer), [[0, 0, 15, 15]])
+    np.testing.assert_allclose(cell_boxes_to_pixels([[3, 2, 3, 2]], finer), [[24, 16, 31, 23]])
+    assert upsampled_field(VGG, 1) == VGG
+
+
+def test_upsample_reads_the_map_at_a_finer_grid(monkeypatch):
+    calls = []
+    monkeypatch.setattr(r2cnn_module, "r2cnn_ops", lambda: fake_ops(calls=calls))
+    generator = build_generator("r2cnn", backbone=None, receptive_field=(16, 7.5, 196), upsample=2)
+    result = generator.generate(np.zeros((128, 160, 3), np.uint8), torch.rand(64, 8, 10))
+    assert calls == [(1, 64, 16, 20)]
+    # cell box (2, 1, 4, 3) on the stride-8 grid: pixels 16 .. 39 by 8 .. 31
+    np.testing.assert_allclose(result.boxes[0], [16, 8, 39, 31], atol=1e-4)
+    with pytest.raises(ValueError, match="upsample"):
+        build_generator("r2cnn", backbone=None, receptive_field=VGG, upsample=0)
+
+
+@needs_ops
+def test_upsample_finds_an_object_that_straddles_cells():
+    # a 16 px object at pixels 12 .. 27 on a stride-8 map: it covers half of cells 1 and 3 and all of
+    # cell 2, so no box of whole cells reaches IoU 0.5; on the 4 px grid its superlevel set is exact
+    line = np.zeros(8, np.float32)
+    line[1:4] = [0.5, 1.0, 0.5]
+    feature_map = torch.from_numpy(np.outer(line, line))[None, None]
+    truth = np.array([12, 12, 27, 27], np.float64)
+
+    def best_iou(upsample):
+        generator = build_generator(
+            "r2cnn",
+            backbone=None,
+            receptive_field=(8, 3.5, 8),
+            scale_factors=(),
+            superlevel=True,
+            upsample=upsample,
+        )
+        boxes = generator.generate(np.zeros((64, 64, 3), np.uint8), feature_map).boxes
+        lo, hi = np.maximum(boxes[:, :2], truth[:2]), np.minimum(boxes[:, 2:], truth[2:])
+        inter = np.prod(np.clip(hi - lo + 1, 0, None), axis=1)
+        area = np.prod(boxes[:, 2:] - boxes[:, :2] + 1, axis=1)
+        return float(np.max(inter / (area + 16 * 16 - inter)))
+
+    assert best_iou(1) < 0.5
+    assert best_iou(2) == pytest.approx(1.0)

@@ -10,7 +10,8 @@ decay by 0.1 at 16/26 and 22/26 of the run, horizontal flips). detaccel's own sc
 (``train.steps`` out of ``train.max_iter``) is likewise placed at its fractions of the seconds
 when the seconds end the run first. Each trains for the same number of seconds on the training split with the
 same number of threads; both are then scored with the same VOC07 code on the same test split
-and timed per image, decoding to detections, in this one process.
+and timed per image, decoding to detections, in this one process. ``--test-scales`` scores
+both trained models again at other shorter sides (a speed/accuracy curve of each).
 
     python tools/bench_vs_torchvision.py --config configs/fast_rcnn_raccoon.yaml --seconds 600 \\
         --out outputs/vs_torchvision_raccoon
@@ -19,6 +20,7 @@ and timed per image, decoding to detections, in this one process.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -150,6 +152,28 @@ def score_peer(model: torch.nn.Module, records: list, class_names: tuple[str, ..
     return {"voc07_mAP": voc["mAP"], "AP": voc["AP"], "seconds_per_image": float(np.mean(times))}
 
 
+def score_detaccel(
+    model: torch.nn.Module,
+    config: Any,
+    class_names: tuple[str, ...],
+    generator: str,
+    records: list,
+    warmup: int,
+) -> dict[str, Any]:
+    """VOC07 mAP, proposal recall and time per image (with its stages) of the trained detaccel model."""
+    loaded = LoadedDetector(config.model.family, config, model, class_names)
+    figures, _ = run_pair(loaded, generator, records, warmup)
+    print(
+        f"detaccel + {generator} at {config.data.test_scale}: VOC07 mAP {figures['voc07_mAP']:.3f}, "
+        f"{1e3 * figures['seconds_per_image']:.1f} ms/image",
+        file=sys.stderr,
+    )
+    return {
+        key: figures[key]
+        for key in ("voc07_mAP", "seconds_per_image", "recall@0.50", "AR@100", "proposals_per_image")
+    } | {"stages_ms": {k: 1e3 * v["mean"] for k, v in figures["stages"].items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -170,6 +194,11 @@ def main() -> int:
         default=[],
         metavar="NAME=JSON",
         help='parameters of a tested generator, e.g. r2cnn=\'{"reduction": "abs"}\' (repeatable)',
+    )
+    parser.add_argument(
+        "--test-scales",
+        default="",
+        help="comma-separated shorter sides at which both trained models are also scored, e.g. 320,384",
     )
     parser.add_argument("--skip-peer", action="store_true", help="train and score detaccel only")
     parser.add_argument("--out", required=True)
@@ -201,21 +230,21 @@ def main() -> int:
         key, _, value = item.partition("=")
         given[key] = json.loads(value)
     results["generator_params"] = given
+    test_scales = [int(s) for s in args.test_scales.split(",") if s.strip()]
     for name in generators:
         params = given.get(name, config.proposals.params if name == config.proposals.name else {})
         model.set_proposal_generator(name, params)
-        figures, _ = run_pair(
-            LoadedDetector(config.model.family, config, model, class_names), name, test_records, args.warmup
+        results["detaccel"][name] = score_detaccel(
+            model, config, class_names, name, test_records, args.warmup
         )
-        results["detaccel"][name] = {
-            key: figures[key]
-            for key in ("voc07_mAP", "seconds_per_image", "recall@0.50", "AR@100", "proposals_per_image")
-        } | {"stages_ms": {k: 1e3 * v["mean"] for k, v in figures["stages"].items()}}
-        print(
-            f"detaccel + {name}: VOC07 mAP {figures['voc07_mAP']:.3f}, "
-            f"{1e3 * figures['seconds_per_image']:.1f} ms/image",
-            file=sys.stderr,
-        )
+        for scale in test_scales:
+            scaled = copy.deepcopy(config)
+            scaled.data.test_scale = scale
+            model.configure_inference(scaled)
+            results["detaccel"].setdefault("by_test_scale", {}).setdefault(scale, {})[name] = score_detaccel(
+                model, scaled, class_names, name, test_records, args.warmup
+            )
+        model.configure_inference(config)
     if not args.skip_peer:
         print(f"torchvision FasterRCNN: training for {args.seconds:.0f} s", file=sys.stderr)
         peer = build_peer(config, len(class_names))
@@ -228,6 +257,17 @@ def main() -> int:
             f"{1e3 * results['torchvision']['seconds_per_image']:.1f} ms/image",
             file=sys.stderr,
         )
+        trained_sizes = peer.transform.min_size
+        for scale in test_scales:
+            peer.transform.min_size = (scale,)
+            scored = score_peer(peer, test_records, class_names, args.warmup)
+            results["torchvision"].setdefault("by_test_scale", {})[scale] = scored
+            print(
+                f"torchvision at {scale}: VOC07 mAP {scored['voc07_mAP']:.3f}, "
+                f"{1e3 * scored['seconds_per_image']:.1f} ms/image",
+                file=sys.stderr,
+            )
+        peer.transform.min_size = trained_sizes
         for name in generators:
             ours = results["detaccel"][name]
             ours["mAP_ratio_vs_torchvision"] = ours["voc07_mAP"] / max(

@@ -51,6 +51,7 @@ from detaccel.proposals.receptive_field import (
     footprint_size,
     minimum_input_size,
     receptive_fields,
+    upsampled_field,
 )
 
 DEFAULT_SCALE_FACTORS = ((0.8, 0.8), (0.8, 1.5), (1.5, 0.8), (1.5, 1.5))
@@ -193,6 +194,9 @@ class R2CNN(GeneratorBase):
             ``None``: ``abs`` on EfficientNet-Lite, ``sum`` otherwise. (On a
             detector's own map, ``"objectness"`` reads a learned head instead:
             :mod:`detaccel.models.objectness`.)
+        upsample: read the reduced map at this many times its resolution
+            (bilinear): boxes on a ``stride / upsample`` pixel grid, for objects
+            a few cells wide.
         levels: ``"uniform"`` (``num_levels`` equal parts of the maximum, the
             original) or ``"quantile"`` (per-image quantiles of the map).
         ranking: ``"none"`` (the original order, no scores) or ``"contrast"``
@@ -225,6 +229,7 @@ class R2CNN(GeneratorBase):
         scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS,
         shapes: Sequence[tuple[float, float]] = (),
         reduction: str | None = None,
+        upsample: int = 1,
         levels: str = "uniform",
         ranking: str = "none",
         nms_iou: float | None = 0.8,
@@ -262,6 +267,7 @@ class R2CNN(GeneratorBase):
                 "map (proposals.name: r2cnn without a backbone parameter)"
             )
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.upsample = check_int("upsample", upsample, minimum=1)
         self.levels = check_choice("levels", levels, LEVEL_RULES)
         self.ranking = check_choice("ranking", ranking, RANKINGS)
         if nms_iou is not None and not (isinstance(nms_iou, int | float) and 0 < nms_iou <= 1):
@@ -295,6 +301,8 @@ class R2CNN(GeneratorBase):
                 raise ValueError(f"{error}; pass receptive_field=(stride, offset, extent)") from error
         for field in self.field:
             footprint_size(field, footprint)
+        # Geometry of the map the levels are read on (finer than the backbone's with upsample > 1).
+        self.read_field = tuple(upsampled_field(f, self.upsample) for f in self.field)
         # Smallest input the network accepts; smaller images are zero-padded (after normalisation).
         self.min_input_size: tuple[int, int] | None = None
         if self.network is not None and self._stage_backbone is None:
@@ -431,6 +439,10 @@ class R2CNN(GeneratorBase):
         ops = r2cnn_ops()
         with torch.inference_mode():
             reduced = reduce_channels(features, self.reduction)
+            if self.upsample > 1:
+                reduced = nn.functional.interpolate(
+                    reduced, scale_factor=self.upsample, mode="bilinear", align_corners=False
+                )
             integrated, levels = ops.r2cnn_feature_levels(reduced, self.num_levels)
             if self.levels == "quantile":
                 levels = quantile_levels(integrated, self.num_levels)
@@ -443,7 +455,7 @@ class R2CNN(GeneratorBase):
             )
         out = []
         for index, cells in enumerate(cell_boxes):
-            pixels = cell_boxes_to_pixels(cells, self.field, self.footprint)
+            pixels = cell_boxes_to_pixels(cells, self.read_field, self.footprint)
             boxes = local_search(pixels, self.scale_factors, self.shapes)
             out.append(self._rank(boxes, integrated[index]) if self.ranking == "contrast" else (boxes, None))
         return out
@@ -452,7 +464,7 @@ class R2CNN(GeneratorBase):
         """``boxes`` sorted by contrast score and de-duplicated by NMS, with their scores."""
         from torchvision.ops import nms
 
-        scores = contrast_scores(integrated.float().cpu().numpy(), boxes, self.field)
+        scores = contrast_scores(integrated.float().cpu().numpy(), boxes, self.read_field)
         if self.nms_iou is not None and len(boxes):  # NMS returns the kept boxes by decreasing score
             order = nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores), self.nms_iou).numpy()
         else:

@@ -83,6 +83,13 @@ class ReceptiveField:
         return self.offset + np.asarray(cell, dtype=np.float64) * self.stride
 
 
+def upsampled_field(field: ReceptiveField, factor: int) -> ReceptiveField:
+    """Geometry of a map resized ``factor`` times by interpolation with half-pixel centres
+    (``align_corners=False``): ``factor`` cells per cell, the centres on a ``stride / factor`` grid."""
+    stride = field.stride / factor
+    return ReceptiveField(stride, field.offset - (field.stride - stride) / 2.0, field.extent)
+
+
 @dataclass(frozen=True)
 class _Step:
     kernel: tuple[int, int]  # effective kernel (y, x)
