@@ -261,3 +261,47 @@ def test_upsample_finds_an_object_that_straddles_cells():
 
     assert best_iou(1) < 0.5
     assert best_iou(2) == pytest.approx(1.0)
+
+
+def test_local_maxima_strongest_first_above_the_threshold():
+    from detaccel.proposals.r2cnn_scoring import local_maxima
+
+    values = torch.zeros(6, 8)
+    values[1, 1], values[1, 2] = 1.0, 0.5  # a peak and a shoulder beside it (not a maximum)
+    values[4, 6] = 0.3
+    values[4, 2] = 0.05  # a maximum below 10% of the largest value
+    xs, ys = local_maxima(values, 10, 0.1)
+    assert list(zip(xs.tolist(), ys.tolist(), strict=True)) == [(1, 1), (6, 4)]
+    xs, ys = local_maxima(values, 1, 0.0)
+    assert list(zip(xs.tolist(), ys.tolist(), strict=True)) == [(1, 1)]
+    assert len(local_maxima(torch.zeros(3, 3), 5, 0.1)[0]) == 0
+    with pytest.raises(ValueError, match="H, W"):
+        local_maxima(torch.zeros(1, 3, 3), 5, 0.1)
+
+
+@needs_ops
+def test_peaks_centre_the_shapes_on_a_blob_no_level_separates():
+    # two blobs, one weak and small beside a strong one: with 2 levels the weak one shares the
+    # strong one's lowest level set, so only a box around both covers it; a peak box fits it
+    values = np.zeros((8, 12), np.float32)
+    values[2:5, 1:4] = 0.8
+    values[3, 2] = 1.0
+    values[6, 9] = 0.3
+    feature_map = torch.from_numpy(values)[None, None]
+    options = dict(
+        backbone=None,
+        receptive_field=(8, 3.5, 8),
+        scale_factors=(),
+        superlevel=True,
+        num_levels=2,
+        shapes=[(8.0, 8.0)],
+    )
+    image = np.zeros((64, 96, 3), np.uint8)
+    plain = build_generator("r2cnn", **options).generate(image, feature_map).boxes
+    with_peaks = build_generator("r2cnn", peaks=5, **options).generate(image, feature_map).boxes
+    weak = [72, 48, 79, 55]  # cell (9, 6) on the stride-8 grid
+    assert not any(np.allclose(box, weak) for box in plain)
+    assert any(np.allclose(box, weak) for box in with_peaks)
+    assert any(np.allclose(box, [16, 24, 23, 31]) for box in with_peaks)  # the strong blob's centre cell
+    with pytest.raises(ValueError, match="peaks"):
+        build_generator("r2cnn", backbone=None, receptive_field=VGG, peaks=3)

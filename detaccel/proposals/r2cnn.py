@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detaccel.proposals._checks import check_choice, check_int, check_numbers, check_pairs
+from detaccel.proposals._checks import check_choice, check_float, check_int, check_numbers, check_pairs
 from detaccel.proposals.backbone import default_cut, flatten_layers, torchvision_features, truncate
 from detaccel.proposals.base import GeneratorBase, ImageId, Proposals, RawProposals
 from detaccel.proposals.image import rescale_boxes, resize_image, resize_scale, resized_size, to_bgr8
@@ -41,6 +41,7 @@ from detaccel.proposals.r2cnn_scoring import (
     RANKINGS,
     REDUCTIONS,
     contrast_scores,
+    local_maxima,
     quantile_levels,
     reduce_channels,
 )
@@ -194,6 +195,10 @@ class R2CNN(GeneratorBase):
             ``None``: ``abs`` on EfficientNet-Lite, ``sum`` otherwise. (On a
             detector's own map, ``"objectness"`` reads a learned head instead:
             :mod:`detaccel.models.objectness`.)
+        peaks: also centre the ``shapes`` (each times every ``peak_scales``
+            factor) on the map's ``peaks`` strongest local maxima (cells at least
+            ``peak_threshold`` of the maximum): boxes for blobs that no level
+            separates from their neighbours. ``0``: off (the original).
         upsample: read the reduced map at this many times its resolution
             (bilinear): boxes on a ``stride / upsample`` pixel grid, for objects
             a few cells wide.
@@ -229,6 +234,9 @@ class R2CNN(GeneratorBase):
         scale_factors: Sequence[tuple[float, float]] = DEFAULT_SCALE_FACTORS,
         shapes: Sequence[tuple[float, float]] = (),
         reduction: str | None = None,
+        peaks: int = 0,
+        peak_threshold: float = 0.1,
+        peak_scales: Sequence[float] = (1.0,),
         upsample: int = 1,
         levels: str = "uniform",
         ranking: str = "none",
@@ -267,6 +275,13 @@ class R2CNN(GeneratorBase):
                 "map (proposals.name: r2cnn without a backbone parameter)"
             )
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.peaks = check_int("peaks", peaks, minimum=0)
+        self.peak_threshold = check_float("peak_threshold", peak_threshold, minimum=0.0)
+        self.peak_scales = check_numbers("peak_scales", peak_scales)
+        if self.peaks and not self.shapes:
+            raise ValueError(
+                "peaks: the boxes centred on the peaks are the shapes; give shapes (or shapes: auto)"
+            )
         self.upsample = check_int("upsample", upsample, minimum=1)
         self.levels = check_choice("levels", levels, LEVEL_RULES)
         self.ranking = check_choice("ranking", ranking, RANKINGS)
@@ -457,8 +472,20 @@ class R2CNN(GeneratorBase):
         for index, cells in enumerate(cell_boxes):
             pixels = cell_boxes_to_pixels(cells, self.read_field, self.footprint)
             boxes = local_search(pixels, self.scale_factors, self.shapes)
+            if self.peaks:
+                boxes = np.concatenate([boxes, self._peak_boxes(integrated[index])])
             out.append(self._rank(boxes, integrated[index]) if self.ranking == "contrast" else (boxes, None))
         return out
+
+    def _peak_boxes(self, integrated: torch.Tensor) -> np.ndarray:
+        """The shapes, scaled by each of ``peak_scales``, centred on the strongest local maxima."""
+        xs, ys = local_maxima(integrated, self.peaks, self.peak_threshold)
+        fx, fy = self.read_field
+        centre = np.stack([fx.centre(xs), fy.centre(ys)], axis=1)
+        sizes = np.array([[w * f, h * f] for w, h in self.shapes for f in self.peak_scales])
+        half = (sizes[None] - 1.0) / 2.0  # [1, S, 2]
+        boxes = np.concatenate([centre[:, None] - half, centre[:, None] + half], axis=2)
+        return boxes.reshape(-1, 4)
 
     def _rank(self, boxes: np.ndarray, integrated: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """``boxes`` sorted by contrast score and de-duplicated by NMS, with their scores."""

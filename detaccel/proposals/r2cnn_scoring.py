@@ -7,6 +7,9 @@
 - :func:`quantile_levels`: levels per image by quantiles of the integrated map
   instead of a fixed split of its maximum (every level then holds about the same
   number of cells).
+- :func:`local_maxima`: the cells that hold the largest value of their 3x3
+  neighbourhood (the centres of blobs too small or too weak for a level set of
+  their own), strongest first.
 - :func:`contrast_scores`: a box's mean integrated value inside against a ring
   around it (a summed-area table: O(1) per box), the cheap objectness R²-CNN's
   boxes are sorted by before de-duplication.
@@ -47,6 +50,24 @@ def quantile_levels(integrated: torch.Tensor, num_levels: int) -> torch.Tensor:
     edges = torch.quantile(flat, q, dim=1).T.contiguous()  # [N, L - 1]
     levels = torch.searchsorted(edges, flat, right=True)
     return levels.clamp_(0, num_levels - 1).to(torch.int32).reshape(integrated.shape)
+
+
+def local_maxima(values: torch.Tensor, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` cell indices of the ``k`` strongest local maxima of ``values`` ``[H, W]``.
+
+    A cell is a local maximum when no cell of its 3x3 neighbourhood is larger and
+    its value is at least ``threshold`` times the map's maximum (and positive).
+    Ordered by decreasing value (ties in raster order).
+    """
+    if values.dim() != 2:
+        raise ValueError(f"local_maxima: expected an [H, W] map, got {tuple(values.shape)}")
+    values = values.detach().float()
+    pooled = torch.nn.functional.max_pool2d(values[None, None], 3, stride=1, padding=1)[0, 0]
+    top = float(values.max()) if values.numel() else 0.0
+    peak = (values >= pooled) & (values >= threshold * top) & (values > 0)
+    ys, xs = torch.nonzero(peak, as_tuple=True)
+    order = torch.sort(values[ys, xs], descending=True, stable=True).indices[:k]
+    return xs[order].cpu().numpy(), ys[order].cpu().numpy()
 
 
 def _box_sums(
