@@ -488,12 +488,12 @@ class R2CNN(GeneratorBase):
         return boxes.reshape(-1, 4)
 
     def _rank(self, boxes: np.ndarray, integrated: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """``boxes`` sorted by contrast score and de-duplicated by NMS, with their scores."""
-        from torchvision.ops import nms
-
+        """``boxes`` sorted by contrast score and de-duplicated by NMS (the project's operator, on the CPU
+        where the boxes are), with their scores."""
         scores = contrast_scores(integrated.float().cpu().numpy(), boxes, self.read_field)
         if self.nms_iou is not None and len(boxes):  # NMS returns the kept boxes by decreasing score
-            order = nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores), self.nms_iou).numpy()
+            as_tensors = torch.from_numpy(boxes).float(), torch.from_numpy(scores).float()
+            order = r2cnn_ops().nms(*as_tensors, self.nms_iou).numpy()
         else:
             order = np.argsort(-scores, kind="stable")
         return boxes[order], scores[order]
