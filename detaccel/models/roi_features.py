@@ -91,6 +91,33 @@ class RoIPoolFeatures(SharedMapFeatures):
             return roi_pool(features, rois, self.output_size, self.spatial_scale).flatten(1)
 
 
+class RoIAlignFeatures(SharedMapFeatures):
+    """Fast R-CNN with RoIAlign (Mask R-CNN's pooling): bilinear samples, no rounding of the RoI to cells.
+
+    Each ``output_size`` x ``output_size`` bin averages ``sampling_ratio`` squared bilinear samples
+    (torchvision's ``roi_align``, half-pixel aligned); the inclusive pixel boxes are read as the
+    continuous boxes ``[x1, x2 + 1)``. For objects a few cells wide, where max pooling's rounding
+    moves a box by up to half a cell.
+    """
+
+    def __init__(self, channels: int, stride: int, output_size: int, sampling_ratio: int = 2) -> None:
+        super().__init__()
+        self.output_size, self.spatial_scale = output_size, 1.0 / stride
+        self.sampling_ratio = sampling_ratio
+        self.output_dim = channels * output_size * output_size
+
+    def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        from torchvision.ops import roi_align
+
+        with stage("roi_features"):
+            continuous = rois.to(features.dtype).clone()
+            continuous[:, 3:] += 1.0
+            pooled = roi_align(
+                features, continuous, self.output_size, self.spatial_scale, self.sampling_ratio, aligned=True
+            )
+            return pooled.flatten(1)
+
+
 class SPPFeatures(SharedMapFeatures):
     """SPPnet: one conv pass per image, spatial pyramid pooling of each RoI on the last map."""
 
@@ -143,9 +170,11 @@ class WarpFeatures(nn.Module):
 
 
 def build_roi_features(kind: str, config: RoIFeaturesConfig, channels: int, stride: int) -> nn.Module:
-    """The extractor of type ``kind`` (``warp``, ``spp`` or ``roi_pool``)."""
+    """The extractor of type ``kind`` (``warp``, ``spp``, ``roi_pool`` or ``roi_align``)."""
     if kind == "roi_pool":
         return RoIPoolFeatures(channels, stride, config.output_size)
+    if kind == "roi_align":
+        return RoIAlignFeatures(channels, stride, config.output_size)
     if kind == "spp":
         return SPPFeatures(channels, stride, config.spp_levels)
     if kind == "warp":
