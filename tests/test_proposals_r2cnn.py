@@ -231,6 +231,7 @@ def test_upsample_reads_the_map_at_a_finer_grid(monkeypatch):
     assert calls == [(1, 64, 16, 20)]
     # cell box (2, 1, 4, 3) on the stride-8 grid: pixels 16 .. 39 by 8 .. 31
     np.testing.assert_allclose(result.boxes[0], [16, 8, 39, 31], atol=1e-4)
+    assert "stride 16 read at 2x" in generator.describe()
     with pytest.raises(ValueError, match="upsample"):
         build_generator("r2cnn", backbone=None, receptive_field=VGG, upsample=0)
 

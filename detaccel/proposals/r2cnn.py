@@ -394,10 +394,12 @@ class R2CNN(GeneratorBase):
             source = f"the given {type(self.backbone).__name__} at {self.layer}"
         else:
             source = f"a {type(self.backbone).__name__} module"
+        finer = f" read at {self.upsample}x" if self.upsample > 1 else ""
+        peaks = f", {len(self.shapes)} shapes on {self.peaks} peaks" if self.peaks else ""
         return (
-            f"r2cnn on {source}, stride {self.field[0].stride:g}; reduction {self.reduction}, "
+            f"r2cnn on {source}, stride {self.field[0].stride:g}{finer}; reduction {self.reduction}, "
             f"{self.levels} levels{' (superlevel sets)' if self.superlevel else ''}, "
-            f"{self.grouping} grouping, ranking {self.ranking}"
+            f"{self.grouping} grouping, ranking {self.ranking}{peaks}"
         )
 
     # -- stages ---------------------------------------------------------------
