@@ -91,7 +91,7 @@ class RoIPoolFeatures(SharedMapFeatures):
             return roi_pool(features, rois, self.output_size, self.spatial_scale).flatten(1)
 
 
-class RoIAlignFeatures(SharedMapFeatures):
+class RoIAlignFeatures(RoIPoolFeatures):
     """Fast R-CNN with RoIAlign (Mask R-CNN's pooling): bilinear samples, no rounding of the RoI to cells.
 
     Each ``output_size`` x ``output_size`` bin averages ``sampling_ratio`` squared bilinear samples
@@ -101,10 +101,8 @@ class RoIAlignFeatures(SharedMapFeatures):
     """
 
     def __init__(self, channels: int, stride: int, output_size: int, sampling_ratio: int = 2) -> None:
-        super().__init__()
-        self.output_size, self.spatial_scale = output_size, 1.0 / stride
+        super().__init__(channels, stride, output_size)
         self.sampling_ratio = sampling_ratio
-        self.output_dim = channels * output_size * output_size
 
     def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
         from torchvision.ops import roi_align

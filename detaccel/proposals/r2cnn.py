@@ -282,6 +282,8 @@ class R2CNN(GeneratorBase):
             raise ValueError(
                 "peaks: the boxes centred on the peaks are the shapes; give shapes (or shapes: auto)"
             )
+        # (width, height) of the boxes centred on each peak: every shape times every peak scale
+        self._peak_sizes = np.array([[w * f, h * f] for w, h in self.shapes for f in self.peak_scales])
         self.upsample = check_int("upsample", upsample, minimum=1)
         self.levels = check_choice("levels", levels, LEVEL_RULES)
         self.ranking = check_choice("ranking", ranking, RANKINGS)
@@ -484,8 +486,7 @@ class R2CNN(GeneratorBase):
         xs, ys = local_maxima(integrated, self.peaks, self.peak_threshold)
         fx, fy = self.read_field
         centre = np.stack([fx.centre(xs), fy.centre(ys)], axis=1)
-        sizes = np.array([[w * f, h * f] for w, h in self.shapes for f in self.peak_scales])
-        half = (sizes[None] - 1.0) / 2.0  # [1, S, 2]
+        half = (self._peak_sizes[None] - 1.0) / 2.0  # [1, S, 2]
         boxes = np.concatenate([centre[:, None] - half, centre[:, None] + half], axis=2)
         return boxes.reshape(-1, 4)
 
