@@ -9,7 +9,7 @@ from detaccel.data.records import ImageRecord
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.loading import load_detector
 from detaccel.engine.trainer import FINAL_MODEL
-from detaccel.proposals.box_shapes import resolve_shapes, training_box_shapes, typical_shapes
+from detaccel.proposals.box_shapes import resolve_shapes, shapes_at_scale, training_box_shapes, typical_shapes
 from detaccel.proposals.r2cnn import R2CNN, local_search
 from tests.detector_configs import tiny_config, tiny_dataset
 
@@ -48,12 +48,25 @@ def test_resolve_shapes_replaces_auto_only():
     records = [_record(100, 100, [[0, 0, 9, 19]])]
     params = {"shapes": "auto", "num_shapes": 1}
     assert resolve_shapes(params, records, 100, 1000)
-    assert params == {"shapes": [[10.0, 20.0]]}
+    assert params == {"shapes": [[10.0, 20.0]], "shapes_scale": 100}
+    native = {"shapes": "auto", "num_shapes": 1}
+    assert resolve_shapes(native, [_record(200, 100, [[0, 0, 39, 19]])], None, None)
+    assert native == {"shapes": [[40.0, 20.0]]}  # the images' own pixels, no scale recorded
     assert not resolve_shapes({"num_levels": 4}, records, 100, 1000)
     with pytest.raises(ValueError, match="needs shapes: auto"):
         resolve_shapes({"num_shapes": 2}, records, 100, 1000)
     with pytest.raises(ValueError, match="integer"):
         resolve_shapes({"shapes": "auto", "num_shapes": 1.5}, records, 100, 1000)
+
+
+def test_shapes_follow_the_input_scale():
+    params = {"shapes": [[10.0, 20.0], [30.0, 30.0]], "shapes_scale": 200, "num_levels": 4}
+    assert shapes_at_scale(params, 100) == {"shapes": [[5.0, 10.0], [15.0, 15.0]], "num_levels": 4}
+    assert shapes_at_scale(params, 200)["shapes"] == params["shapes"]
+    assert shapes_at_scale(params, None)["shapes"] == params["shapes"]  # unknown input size: as they are
+    assert "shapes_scale" in params  # the caller's parameters are left alone
+    with pytest.raises(ValueError, match="shapes_scale"):
+        shapes_at_scale({"shapes": [[1.0, 1.0]], "shapes_scale": 0}, 100)
 
 
 def test_local_search_centres_each_shape_on_each_box():
@@ -79,3 +92,22 @@ def test_a_detector_trained_with_auto_shapes_saves_them(tmp_path):
     assert shapes[0][0] * shapes[0][1] < shapes[1][0] * shapes[1][1]
     assert loaded.proposal_generator.generator.shapes == tuple(tuple(s) for s in shapes)
     assert model.proposal_generator.generator.shapes == loaded.proposal_generator.generator.shapes
+
+
+def test_auto_shapes_are_rescaled_at_another_test_scale(tmp_path):
+    data = tiny_dataset(tmp_path / "data")
+    proposals = {"name": "r2cnn", "params": {"shapes": "auto", "num_shapes": 1, "num_levels": 4}}
+    config = tiny_config(data, "fast_rcnn", proposals=proposals, train={"max_iter": 1})
+    Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
+    saved, model, _ = load_detector(str(tmp_path / "out" / FINAL_MODEL))
+    assert saved.proposals.params["shapes_scale"] == saved.data.test_scale
+    (trained,) = model.proposal_generator.generator.shapes
+    _, halved, _ = load_detector(
+        str(tmp_path / "out" / FINAL_MODEL), overrides=[f"data.test_scale={saved.data.test_scale // 2}"]
+    )
+    expected = np.multiply(trained, (saved.data.test_scale // 2) / saved.data.test_scale)
+    np.testing.assert_allclose(halved.proposal_generator.generator.shapes[0], expected, atol=0.06)
+    # The same model configured for another scale: rebuilt shapes, the same slot kind.
+    saved.data.test_scale //= 2
+    model.configure_inference(saved)
+    np.testing.assert_allclose(model.proposal_generator.generator.shapes[0], expected, atol=0.06)

@@ -52,6 +52,7 @@ def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> Any:
     from detaccel.models.detector_proposals import DetectorProposals
     from detaccel.models.proposal_generator import reads_own_features
     from detaccel.proposals import build_generator
+    from detaccel.proposals.box_shapes import SHAPES_SCALE
 
     try:
         config, model, _ = load_detector(checkpoint)
@@ -59,7 +60,10 @@ def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> Any:
         raise CommandError(f"--checkpoint {checkpoint}: {error}") from None
     proposals = config.proposals
     if reads_own_features(proposals.name, proposals.params):
-        model.set_proposal_generator(proposals.name, {**proposals.params, **params})
+        saved = dict(proposals.params)
+        if "shapes" in params:
+            saved.pop(SHAPES_SCALE, None)  # shapes given here are pixels at this scale
+        model.set_proposal_generator(proposals.name, {**saved, **params})
         return DetectorProposals(model)
     size = {"short_side": config.data.test_scale, "max_side": config.data.max_size}
     return build_generator("r2cnn", **{"backbone": model.backbone, **size, **params})

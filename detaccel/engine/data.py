@@ -110,10 +110,12 @@ def _cache_path(config: Config, dataset: DetectionDataset, cache_dir: Path) -> P
 
 def compute_proposals(config: Config, records: Sequence[ImageRecord], progress: bool = True) -> list[Any]:
     """Run the configured generator on every record's image: ``[(boxes, scores or None), ...]``."""
+    from detaccel.models.proposal_generator import generator_params
     from detaccel.proposals import build_generator
 
+    name = config.proposals.name
     try:
-        generator = build_generator(config.proposals.name, **config.proposals.params)
+        generator = build_generator(name, **generator_params(name, config.proposals.params, None))
     except (TypeError, ValueError) as error:
         raise DataSetupError(f"proposals: {error}") from None
     out = []

@@ -31,6 +31,7 @@ from detaccel.engine.logging import MetricsWriter, plot_loss_curve
 from detaccel.engine.schedule import StepSchedule
 from detaccel.models.detector import RegionDetector, build_detector
 from detaccel.models.losses import detection_loss
+from detaccel.models.proposal_generator import reads_own_features, shapes_input_scale
 from detaccel.models.sampling import assign_targets, sample_rois, sampling_options
 from detaccel.proposals.box_shapes import resolve_shapes
 
@@ -223,7 +224,14 @@ class Trainer:
             # The test split and the checkpoint use the classes the training split resolved to.
             config.data.classes = list(dataset.class_names)
         # R²-CNN's shapes: auto becomes the training boxes' typical shapes, saved in the checkpoint's config.
-        resolve_shapes(config.proposals.params, dataset.records, config.data.test_scale, config.data.max_size)
+        proposals, data = config.proposals, config.data
+        own_map = reads_own_features(proposals.name, proposals.params)
+        resolve_shapes(
+            proposals.params,
+            dataset.records,
+            shapes_input_scale(proposals.name, proposals.params, data.test_scale),
+            data.max_size if own_map else proposals.params.get("max_side"),
+        )
         model = build_detector(config, len(dataset.class_names), dataset.class_names).to(info.device)
         from_features = not model.proposal_generator.cacheable
         if from_features and model.roi_features.per_region:

@@ -32,6 +32,7 @@ from detaccel.models.proposal_generator import (
 )
 from detaccel.models.roi_features import build_roi_features
 from detaccel.profiling import stage
+from detaccel.proposals.box_shapes import SHAPES_SCALE
 
 RoIs = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,7 +99,11 @@ class RegionDetector(nn.Module):
         self.family = config.model.family
         self.box_weights = tuple(config.model.box_weights)
         self.backbone = build_backbone(config.backbone)
-        self.proposal_generator: ProposalSource = proposal_source_from_config(config.proposals, self.backbone)
+        self.proposal_generator: ProposalSource = proposal_source_from_config(
+            config.proposals, self.backbone, config.data.test_scale
+        )
+        # What the slot was built from, to rebuild it when the test scale changes its shapes' pixels.
+        self._proposal_spec = (config.proposals.name, dict(config.proposals.params), config.data.test_scale)
         self.roi_features = build_roi_features(
             config.roi_feature_type, config.roi_features, self.backbone.out_channels, self.backbone.stride
         )
@@ -123,6 +128,10 @@ class RegionDetector(nn.Module):
         self.proposal_scale = min(range(len(scales)), key=lambda k: abs(scales[k] - data.test_scale))
         self.roi_size = float(data.test_roi_size)
         self.max_test = config.proposals.max_test
+        self.test_scale = int(data.test_scale)
+        name, params, built_at = self._proposal_spec
+        if built_at != self.test_scale and SHAPES_SCALE in params:
+            self.set_proposal_generator(name, params)  # the shapes in pixels of the new scale
         if config.eval.refine_passes < 0:
             raise ValueError(f"eval.refine_passes must be >= 0, got {config.eval.refine_passes}")
         self.refine_passes = int(config.eval.refine_passes)
@@ -136,9 +145,12 @@ class RegionDetector(nn.Module):
         """Put generator ``name`` with ``params`` in the proposal slot (capped at ``proposals.max_test``).
 
         A learned objectness head is part of the trained model: a new R²-CNN with a
-        head of the same shape keeps the current head's weights.
+        head of the same shape keeps the current head's weights. R²-CNN shapes
+        measured at another scale are rescaled to ``data.test_scale``.
         """
-        source = build_proposal_source(name, params or {}, self.backbone, self.max_test)
+        params = dict(params or {})
+        source = build_proposal_source(name, params, self.backbone, self.max_test, self.test_scale)
+        self._proposal_spec = (name, params, self.test_scale)
         trained = getattr(self.proposal_generator, "objectness", None)
         head = getattr(source, "objectness", None)
         if trained is not None and head is not None:

@@ -27,6 +27,7 @@ from torch import nn
 from detaccel.config.schema import ProposalsConfig
 from detaccel.models.objectness import ObjectnessHead, objectness_loss
 from detaccel.proposals import finalize_proposals
+from detaccel.proposals.box_shapes import shapes_at_scale
 from detaccel.proposals.registry import build_generator, canonical_name
 
 # R²-CNN parameters that choose the map it reads rather than how it reads it.
@@ -177,11 +178,31 @@ def _stage_channels(backbone: nn.Module, stage: str) -> int:
     return int(backbone.out_channels)
 
 
+def shapes_input_scale(name: str, params: Mapping[str, Any], test_scale: int | None) -> int | None:
+    """The shorter side of R²-CNN's input: ``test_scale`` on the detector's map, else its ``short_side``."""
+    return test_scale if reads_own_features(name, params) else params.get("short_side")
+
+
+def generator_params(name: str, params: Mapping[str, Any], test_scale: int | None) -> dict[str, Any]:
+    """``params`` as generator ``name`` takes them: R²-CNN shapes in pixels of its input."""
+    if canonical_name(name) != "r2cnn":
+        return dict(params)
+    return shapes_at_scale(params, shapes_input_scale(name, params, test_scale))
+
+
 def build_proposal_source(
-    name: str, params: Mapping[str, Any], backbone: nn.Module, max_proposals: int | None = None
+    name: str,
+    params: Mapping[str, Any],
+    backbone: nn.Module,
+    max_proposals: int | None = None,
+    test_scale: int | None = None,
 ) -> ProposalSource:
-    """The proposal slot for generator ``name`` with ``params`` on a detector with ``backbone``."""
-    params = dict(params)
+    """The proposal slot for generator ``name`` with ``params`` on a detector with ``backbone``.
+
+    ``test_scale``: the detector's test-time shorter side, to which R²-CNN shapes
+    measured at another scale (``shapes_scale``) are rescaled.
+    """
+    params = generator_params(name, params, test_scale)
     if not reads_own_features(name, params):
         return ImageProposals(canonical_name(name), build_generator(name, **params), max_proposals)
     from detaccel.proposals.r2cnn import R2CNN
@@ -210,6 +231,8 @@ def build_proposal_source(
     return FeatureProposals(generator, stage, max_proposals, objectness, weight)
 
 
-def proposal_source_from_config(config: ProposalsConfig, backbone: nn.Module) -> ProposalSource:
-    """The proposal slot ``config.proposals`` describes (test-time cap ``max_test``)."""
-    return build_proposal_source(config.name, config.params, backbone, config.max_test)
+def proposal_source_from_config(
+    config: ProposalsConfig, backbone: nn.Module, test_scale: int | None = None
+) -> ProposalSource:
+    """The proposal slot ``config.proposals`` describes (test-time cap ``max_test``, at ``test_scale``)."""
+    return build_proposal_source(config.name, config.params, backbone, config.max_test, test_scale)
