@@ -91,8 +91,9 @@ def finalize_proposals(
     index, boxes = index[big_enough], boxes[big_enough]
 
     if dedupe_step is not None and len(boxes) > 1:
-        keys = np.round(boxes / dedupe_step).astype(np.int64)
-        _, first = np.unique(keys, axis=0, return_index=True)
+        keys = np.ascontiguousarray(np.round(boxes / dedupe_step).astype(np.int64))
+        # One opaque 32-byte value per row: equal rows are equal bytes (much faster than unique(axis=0)).
+        _, first = np.unique(keys.view(np.dtype((np.void, keys.itemsize * 4))).ravel(), return_index=True)
         first.sort()
         index, boxes = index[first], boxes[first]
 

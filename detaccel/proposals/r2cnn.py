@@ -476,12 +476,13 @@ class R2CNN(GeneratorBase):
         for index, cells in enumerate(cell_boxes):
             pixels = cell_boxes_to_pixels(cells, self.read_field, self.footprint)
             boxes = local_search(pixels, self.scale_factors, self.shapes)
+            values = integrated[index].float().cpu().numpy() if self.peaks or self.ranking != "none" else None
             if self.peaks:
-                boxes = np.concatenate([boxes, self._peak_boxes(integrated[index])])
-            out.append(self._rank(boxes, integrated[index]) if self.ranking == "contrast" else (boxes, None))
+                boxes = np.concatenate([boxes, self._peak_boxes(values)])
+            out.append(self._rank(boxes, values) if self.ranking == "contrast" else (boxes, None))
         return out
 
-    def _peak_boxes(self, integrated: torch.Tensor) -> np.ndarray:
+    def _peak_boxes(self, integrated: np.ndarray) -> np.ndarray:
         """The shapes, scaled by each of ``peak_scales``, centred on the strongest local maxima."""
         xs, ys = local_maxima(integrated, self.peaks, self.peak_threshold)
         fx, fy = self.read_field
@@ -490,10 +491,10 @@ class R2CNN(GeneratorBase):
         boxes = np.concatenate([centre[:, None] - half, centre[:, None] + half], axis=2)
         return boxes.reshape(-1, 4)
 
-    def _rank(self, boxes: np.ndarray, integrated: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _rank(self, boxes: np.ndarray, integrated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``boxes`` sorted by contrast score and de-duplicated by NMS (the project's operator, on the CPU
         where the boxes are), with their scores."""
-        scores = contrast_scores(integrated.float().cpu().numpy(), boxes, self.read_field)
+        scores = contrast_scores(integrated, boxes, self.read_field)
         if self.nms_iou is not None and len(boxes):  # NMS returns the kept boxes by decreasing score
             as_tensors = torch.from_numpy(boxes).float(), torch.from_numpy(scores).float()
             order = r2cnn_ops().nms(*as_tensors, self.nms_iou).numpy()

@@ -52,22 +52,30 @@ def quantile_levels(integrated: torch.Tensor, num_levels: int) -> torch.Tensor:
     return levels.clamp_(0, num_levels - 1).to(torch.int32).reshape(integrated.shape)
 
 
-def local_maxima(values: torch.Tensor, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def local_maxima(values: torch.Tensor | np.ndarray, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` cell indices of the ``k`` strongest local maxima of ``values`` ``[H, W]``.
 
     A cell is a local maximum when no cell of its 3x3 neighbourhood is larger and
     its value is at least ``threshold`` times the map's maximum (and positive).
     Ordered by decreasing value (ties in raster order).
     """
-    if values.dim() != 2:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().numpy()
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2:
         raise ValueError(f"local_maxima: expected an [H, W] map, got {tuple(values.shape)}")
-    values = values.detach().float()
-    pooled = torch.nn.functional.max_pool2d(values[None, None], 3, stride=1, padding=1)[0, 0]
-    top = float(values.max()) if values.numel() else 0.0
-    peak = (values >= pooled) & (values >= threshold * top) & (values > 0)
-    ys, xs = torch.nonzero(peak, as_tuple=True)
-    order = torch.sort(values[ys, xs], descending=True, stable=True).indices[:k]
-    return xs[order].cpu().numpy(), ys[order].cpu().numpy()
+    if values.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    height, width = values.shape
+    padded = np.pad(values, 1, constant_values=-np.inf)
+    pooled = values.copy()
+    for dy in range(3):
+        for dx in range(3):
+            np.maximum(pooled, padded[dy : dy + height, dx : dx + width], out=pooled)
+    peak = (values >= pooled) & (values >= threshold * float(values.max())) & (values > 0)
+    ys, xs = np.nonzero(peak)
+    order = np.argsort(-values[ys, xs], kind="stable")[:k]
+    return xs[order], ys[order]
 
 
 def _box_sums(
