@@ -17,7 +17,7 @@ from detaccel.engine.loading import load_detector
 from detaccel.engine.trainer import FINAL_MODEL
 from detaccel.evaluation.overlaps import pairwise_iou
 from detaccel.models.detector_proposals import DetectorProposals
-from detaccel.models.objectness import ObjectnessHead, centreness_targets, objectness_loss
+from detaccel.models.objectness import ObjectnessHead, box_side_targets, centreness_targets, objectness_loss
 from detaccel.models.proposal_generator import build_proposal_source
 from detaccel.proposals.r2cnn import R2CNN
 from detaccel.proposals.receptive_field import ReceptiveField
@@ -106,6 +106,12 @@ def test_objectness_options_are_checked():
         build_proposal_source("r2cnn", {"objectness_channels": 8, "receptive_field": (8, 3.5, 8)}, backbone)
     with pytest.raises(ValueError, match="a head learned with a detector"):
         R2CNN(backbone=None, reduction="objectness", receptive_field=(8, 3.5, 8))
+    with pytest.raises(ValueError, match="objectness_boxes: expected true or false"):
+        build_proposal_source(
+            "r2cnn",
+            {**OBJECTNESS["params"], "objectness_boxes": "yes", "receptive_field": (8, 3.5, 8)},
+            backbone,
+        )
 
 
 def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
@@ -143,12 +149,16 @@ def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
     assert "learned objectness" in row["proposal_source"] and 0 < row["proposals_per_image"] <= 5
 
 
-def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path):
+@pytest.mark.parametrize("boxes", [False, True], ids=["objectness", "with_box_sides"])
+def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path, boxes):
     data = tiny_dataset(tmp_path / "data")
-    config = tiny_config(data, "fast_rcnn", proposals=OBJECTNESS, train={"max_iter": 3})
+    proposals = {**OBJECTNESS, "params": {**OBJECTNESS["params"], "objectness_boxes": boxes}}
+    config = tiny_config(data, "fast_rcnn", proposals=proposals, train={"max_iter": 3})
     result = Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
     model = result["model"]
     assert "learned objectness" in model.proposal_generator.describe()
+    assert (model.proposal_generator.objectness.sides is not None) == boxes
+    assert ("box sides" in model.proposal_generator.describe()) == boxes
     entries = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert all(entry["objectness"] > 0 for entry in entries)
     assert all(entry["loss"] > entry["objectness"] for entry in entries)
@@ -164,9 +174,9 @@ def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path):
     np.testing.assert_array_equal(prediction.proposals, model.eval().predict(image)[0].proposals)
     # Swapping the generator's parameters keeps the trained head (of the same shape).
     trained_head = loaded.proposal_generator.objectness
-    loaded.set_proposal_generator("r2cnn", {**OBJECTNESS["params"], "num_levels": 8})
+    loaded.set_proposal_generator("r2cnn", {**proposals["params"], "num_levels": 8})
     assert loaded.proposal_generator.objectness is trained_head
-    loaded.set_proposal_generator("r2cnn", {**OBJECTNESS["params"], "objectness_channels": 4})
+    loaded.set_proposal_generator("r2cnn", {**proposals["params"], "objectness_channels": 4})
     assert loaded.proposal_generator.objectness is not trained_head
 
 
@@ -184,3 +194,46 @@ def test_cuda_and_cpu_give_the_same_learned_proposals():
         cuda = source.to("cuda").propose_from_features(feature_map.cuda(), [(96, 128)] * 2, [1.0, 1.0])
     for a, b in zip(cpu, cuda, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_box_side_targets_worked_by_hand():
+    # Box x 3.5..35.5, y 3.5..19.5 (pixel edges 3..36 and 3..20); the cell at (19.5, 11.5) is inside.
+    boxes = torch.tensor([[3.5, 3.5, 35.5, 19.5], [11.5, 3.5, 27.5, 19.5]])
+    targets, weights = box_side_targets([boxes], (4, 6), FIELD)
+    assert targets.shape == (1, 4, 4, 6) and weights.shape == (1, 1, 4, 6)
+    # (19.5, 11.5) lies in both: the smaller box owns it (edges 11..28 and 3..20): 8.5 px each side.
+    torch.testing.assert_close(targets[0, :, 1, 2], torch.log(torch.full((4,), 8.5 / 8.0)))
+    assert float(weights[0, 0, 1, 2]) == pytest.approx(1.0)
+    # (3.5, 11.5) lies only in the large box, on its left border: 0.5 px left, 32.5 right.
+    torch.testing.assert_close(targets[0, :, 1, 0], torch.log(torch.tensor([0.5, 8.5, 32.5, 8.5]) / 8.0))
+    assert float(weights[0, 0, 1, 0]) == 0.0  # the border: centreness 0
+    assert float(weights[0, 0, 3].abs().max()) == 0.0  # outside every box
+
+
+def test_box_side_loss_and_r2cnn_adds_the_box_they_describe():
+    head = ObjectnessHead(4, hidden=6, boxes=True)
+    feature_map = torch.randn(1, 4, 5, 7)
+    assert head(feature_map).shape == (1, 5, 5, 7)
+    box = [torch.tensor([[8.0, 8.0, 30.0, 30.0]])]
+    targets, _ = box_side_targets(box, (5, 7), FIELD)
+    logits = torch.cat((torch.zeros(1, 1, 5, 7), targets), dim=1)
+    exact = objectness_loss(logits, box, FIELD)
+    assert float(exact) == pytest.approx(float(objectness_loss(logits[:, :1], box, FIELD)))  # sides: 0 loss
+    assert float(
+        objectness_loss(logits + torch.tensor([0, 1.0, 0, 0, 0]).view(1, 5, 1, 1), box, FIELD)
+    ) > float(exact)
+    with pytest.raises(ValueError, match="1 or 5 channels"):
+        objectness_loss(torch.zeros(1, 3, 5, 7), box, FIELD)
+    # Sides that describe a 21 x 13 px box (edges 9..30 x 5..18) at every cell: R²-CNN proposes it
+    # centred on the blob's centre cell.
+    generator = R2CNN(backbone=None, receptive_field=(8.0, 3.5, 8.0), num_levels=4)
+    blob = torch.zeros(1, 1, 6, 8)
+    blob[0, 0, 1, 2] = 1.0  # cell (2, 1), centred at (19.5, 11.5)
+    sides = torch.log(torch.tensor([10.5, 6.5, 11.5, 7.5]) / 8.0).view(1, 4, 1, 1).expand(1, 4, 6, 8)
+    ((plain, _),) = generator.boxes_from_features(blob)
+    ((learned, _),) = generator.boxes_from_features(blob, sides)
+    expected = np.array([[9.5, 5.5, 30.5, 18.5]])
+    assert float(pairwise_iou(plain, expected).max()) < 0.9
+    assert float(pairwise_iou(learned, expected).max()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="box_sides: expected"):
+        generator.boxes_from_features(blob, sides[:, :3])

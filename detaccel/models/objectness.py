@@ -9,6 +9,14 @@ in a ground-truth box has target ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(
 (``l, r, t, b``: distances to the box's sides; 1 at the centre, 0 at the border;
 the largest over boxes), 0 elsewhere. Nested levels of such a map separate
 neighbouring objects that a plain inside/outside mask would merge.
+
+With ``objectness_boxes: true`` the head also learns, per cell, the distances
+from the cell's centre to the four sides of the object it lies in (FCOS-style:
+the smallest ground-truth box containing the centre; ``log`` of the distance in
+units of the map's stride; smooth L1 weighted by the centreness target). R²-CNN
+then adds, for every box it finds and every peak, the box these distances
+describe at the box's centre cell: a learned local search that tightens boxes
+the stride-wide cells leave loose.
 """
 
 from __future__ import annotations
@@ -21,28 +29,73 @@ from torch.nn import functional
 
 from detaccel.proposals.receptive_field import ReceptiveField
 
+# Channels of the head's output with box sides: objectness logits, then log (left, top, right, bottom).
+SIDE_CHANNELS = 4
+# Smooth-L1 transition of the side loss (on log distances).
+SIDE_BETA = 0.1
+
 
 class ObjectnessHead(nn.Module):
-    """``conv3x3(C -> hidden) -> ReLU -> conv1x1(hidden -> 1)``: objectness logits of every map cell."""
+    """``conv3x3(C -> hidden) -> ReLU -> conv1x1(hidden -> 1)``: objectness logits of every map cell.
 
-    def __init__(self, in_channels: int, hidden: int = 64) -> None:
+    ``boxes``: a second ``conv1x1(hidden -> 4)`` predicts the cell's box sides
+    (see the module docstring); the output is then ``[N, 5, h, w]``.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 64, boxes: bool = False) -> None:
         super().__init__()
         if in_channels < 1 or hidden < 1:
             raise ValueError(f"objectness head: channels must be positive, got {in_channels} and {hidden}")
         self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.logits = nn.Conv2d(hidden, 1, 1)
-        for layer in (self.conv, self.logits):
-            nn.init.normal_(layer.weight, std=0.01)
-            nn.init.zeros_(layer.bias)
+        self.sides = nn.Conv2d(hidden, SIDE_CHANNELS, 1) if boxes else None
+        for layer in (self.conv, self.logits, self.sides):
+            if layer is not None:
+                nn.init.normal_(layer.weight, std=0.01)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """Logits ``[N, 1, h, w]`` of ``feature_map`` ``[N, C, h, w]`` (read detached)."""
+        """Logits ``[N, 1, h, w]`` (``[N, 5, h, w]`` with box sides) of ``feature_map`` ``[N, C, h, w]``
+        (read detached)."""
         if feature_map.dim() != 4 or feature_map.shape[1] != self.conv.in_channels:
             raise ValueError(
                 f"objectness head: expected a map [N, {self.conv.in_channels}, h, w], "
                 f"got {tuple(feature_map.shape)}"
             )
-        return self.logits(functional.relu(self.conv(feature_map.detach())))
+        hidden = functional.relu(self.conv(feature_map.detach()))
+        if self.sides is None:
+            return self.logits(hidden)
+        return torch.cat((self.logits(hidden), self.sides(hidden)), dim=1)
+
+
+def _cell_sides(
+    boxes: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distances ``[G, h, w]`` from each cell centre to box ``g``'s (inclusive) left, top, right, bottom."""
+    left = xs[None, None, :] - boxes[:, 0, None, None]
+    top = ys[None, :, None] - boxes[:, 1, None, None]
+    right = boxes[:, 2, None, None] - xs[None, None, :]
+    bottom = boxes[:, 3, None, None] - ys[None, :, None]
+    shape = (len(boxes), len(ys), len(xs))
+    return left.expand(shape), top.expand(shape), right.expand(shape), bottom.expand(shape)
+
+
+def _cell_centres(
+    map_size: tuple[int, int], field: tuple[ReceptiveField, ReceptiveField], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    height, width = map_size
+    fx, fy = field
+    xs = fx.offset + fx.stride * torch.arange(width, dtype=torch.float32, device=device)
+    ys = fy.offset + fy.stride * torch.arange(height, dtype=torch.float32, device=device)
+    return xs, ys
+
+
+def _centreness(left, top, right, bottom) -> tuple[torch.Tensor, torch.Tensor]:
+    inside = (left >= 0) & (right >= 0) & (top >= 0) & (bottom >= 0)
+    horizontal = torch.minimum(left, right) / torch.maximum(left, right).clamp(min=1e-6)
+    vertical = torch.minimum(top, bottom) / torch.maximum(top, bottom).clamp(min=1e-6)
+    score = (horizontal.clamp(min=0) * vertical.clamp(min=0)).sqrt()
+    return torch.where(inside, score, torch.zeros_like(score)), inside
 
 
 def centreness_targets(
@@ -54,26 +107,45 @@ def centreness_targets(
 
     Cell ``(y, x)`` is centred at pixel ``(offset_y + y * stride_y, offset_x + x * stride_x)``.
     """
-    height, width = map_size
-    fx, fy = field
     device = gt_boxes[0].device if len(gt_boxes) else torch.device("cpu")
-    xs = fx.offset + fx.stride * torch.arange(width, dtype=torch.float32, device=device)
-    ys = fy.offset + fy.stride * torch.arange(height, dtype=torch.float32, device=device)
-    out = torch.zeros((len(gt_boxes), 1, height, width), device=device)
+    xs, ys = _cell_centres(map_size, field, device)
+    out = torch.zeros((len(gt_boxes), 1, *map_size), device=device)
+    for i, boxes in enumerate(gt_boxes):
+        boxes = boxes.reshape(-1, 4).float().to(device)
+        if len(boxes):
+            out[i, 0] = _centreness(*_cell_sides(boxes, xs, ys))[0].amax(dim=0)
+    return out
+
+
+def box_side_targets(
+    gt_boxes: Sequence[torch.Tensor],
+    map_size: tuple[int, int],
+    field: tuple[ReceptiveField, ReceptiveField],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(targets [N, 4, h, w], weights [N, 1, h, w])`` of the box-side regression.
+
+    A cell whose centre lies in a ground-truth box regresses the smallest such
+    box: ``log(d / stride)`` of the distances ``d`` from the centre to its left,
+    top, right and bottom edges (the pixel edges: ``x1 - 0.5`` … ``x2 + 0.5``,
+    so ``d >= 0.5``), weighted by that box's centreness; other cells weigh 0.
+    """
+    device = gt_boxes[0].device if len(gt_boxes) else torch.device("cpu")
+    xs, ys = _cell_centres(map_size, field, device)
+    strides = torch.tensor([field[0].stride, field[1].stride] * 2, device=device).view(4, 1, 1)
+    targets = torch.zeros((len(gt_boxes), SIDE_CHANNELS, *map_size), device=device)
+    weights = torch.zeros((len(gt_boxes), 1, *map_size), device=device)
     for i, boxes in enumerate(gt_boxes):
         boxes = boxes.reshape(-1, 4).float().to(device)
         if not len(boxes):
             continue
-        left = xs[None, None, :] - boxes[:, 0, None, None]
-        right = boxes[:, 2, None, None] - xs[None, None, :]
-        top = ys[None, :, None] - boxes[:, 1, None, None]
-        bottom = boxes[:, 3, None, None] - ys[None, :, None]
-        inside = (left >= 0) & (right >= 0) & (top >= 0) & (bottom >= 0)
-        horizontal = torch.minimum(left, right) / torch.maximum(left, right).clamp(min=1e-6)
-        vertical = torch.minimum(top, bottom) / torch.maximum(top, bottom).clamp(min=1e-6)
-        score = (horizontal.clamp(min=0) * vertical.clamp(min=0)).sqrt()  # [G, h, w] by broadcasting
-        out[i, 0] = torch.where(inside, score, torch.zeros_like(score)).amax(dim=0)
-    return out
+        sides = _cell_sides(boxes, xs, ys)
+        centreness, inside = _centreness(*sides)
+        area = ((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)).view(-1, 1, 1)
+        owner = torch.where(inside, area, torch.full_like(centreness, float("inf"))).argmin(dim=0)  # [h, w]
+        chosen = [side.gather(0, owner[None])[0] + 0.5 for side in sides]
+        targets[i] = torch.log(torch.stack(chosen).clamp(min=0.5) / strides)
+        weights[i, 0] = centreness.gather(0, owner[None])[0]
+    return targets, weights
 
 
 def objectness_loss(
@@ -81,8 +153,17 @@ def objectness_loss(
     gt_boxes: Sequence[torch.Tensor],
     field: tuple[ReceptiveField, ReceptiveField],
 ) -> torch.Tensor:
-    """Mean binary cross-entropy of ``logits`` ``[N, 1, h, w]`` against :func:`centreness_targets`."""
+    """Mean binary cross-entropy of ``logits[:, :1]`` against :func:`centreness_targets`; with box sides
+    (``[N, 5, h, w]``) plus their smooth L1 against :func:`box_side_targets`, weighted by centreness."""
     if logits.shape[0] != len(gt_boxes):
         raise ValueError(f"objectness loss: {logits.shape[0]} maps but boxes of {len(gt_boxes)} images")
-    targets = centreness_targets(gt_boxes, tuple(logits.shape[-2:]), field).to(logits.device, logits.dtype)
-    return functional.binary_cross_entropy_with_logits(logits, targets)
+    if logits.shape[1] not in (1, 1 + SIDE_CHANNELS):
+        raise ValueError(f"objectness loss: expected 1 or 5 channels, got {logits.shape[1]}")
+    map_size = tuple(logits.shape[-2:])
+    targets = centreness_targets(gt_boxes, map_size, field).to(logits.device, logits.dtype)
+    loss = functional.binary_cross_entropy_with_logits(logits[:, :1], targets)
+    if logits.shape[1] == 1:
+        return loss
+    sides, weights = (t.to(logits.device, logits.dtype) for t in box_side_targets(gt_boxes, map_size, field))
+    per_cell = functional.smooth_l1_loss(logits[:, 1:], sides, reduction="none", beta=SIDE_BETA).sum(1, True)
+    return loss + (per_cell * weights).sum() / weights.sum().clamp(min=1.0)

@@ -35,7 +35,7 @@ FEATURE_STAGE_KEY = "layer"
 OWN_FEATURES = "model"
 # The learned reduction, and the parameters of its head and loss.
 OBJECTNESS = "objectness"
-OBJECTNESS_KEYS = ("objectness_channels", "objectness_weight")
+OBJECTNESS_KEYS = ("objectness_channels", "objectness_weight", "objectness_boxes")
 
 
 class ProposalSource(nn.Module):
@@ -120,12 +120,14 @@ class FeatureProposals(ProposalSource):
         and ``scales[i]`` its resize factor. With an objectness head, R²-CNN reads
         its map (``objectness_logits`` when already computed on this map).
         """
-        read = feature_map.detach()
+        read, sides = feature_map.detach(), None
         if self.objectness is not None:
             if objectness_logits is None:
                 objectness_logits = self.objectness(read)
-            read = torch.sigmoid(objectness_logits.detach())
-        raw = self.generator.boxes_from_features(read)
+            read = torch.sigmoid(objectness_logits[:, :1].detach())
+            if objectness_logits.shape[1] > 1:
+                sides = objectness_logits[:, 1:].detach()
+        raw = self.generator.boxes_from_features(read, sides)
         out = []
         for (boxes, scores), size, scale in zip(raw, input_sizes, scales, strict=True):
             kept, _ = finalize_proposals(
@@ -141,6 +143,8 @@ class FeatureProposals(ProposalSource):
 
     def describe(self) -> str:
         learned = ", learned objectness" if self.objectness is not None else ""
+        if self.objectness is not None and self.objectness.sides is not None:
+            learned += " and box sides"
         return f"r2cnn (the detector's {self.stage!r} map{learned})"
 
 
@@ -213,8 +217,11 @@ def build_proposal_source(
     objectness = None
     if params.get("reduction") == OBJECTNESS:
         params["reduction"] = "sum"  # the head's one channel, integrated as it is
+        boxes = head_options.get("objectness_boxes", False)
+        if not isinstance(boxes, bool):
+            raise ValueError(f"r2cnn: objectness_boxes: expected true or false, got {boxes!r}")
         objectness = ObjectnessHead(
-            _stage_channels(backbone, stage), int(head_options.get("objectness_channels", 64))
+            _stage_channels(backbone, stage), int(head_options.get("objectness_channels", 64)), boxes
         )
     elif head_options:
         raise ValueError(f"r2cnn: {', '.join(head_options)} need reduction: {OBJECTNESS}")

@@ -40,6 +40,7 @@ from detaccel.proposals.r2cnn_scoring import (
     LEVEL_RULES,
     RANKINGS,
     REDUCTIONS,
+    boxes_from_sides,
     contrast_scores,
     local_maxima,
     quantile_levels,
@@ -452,16 +453,37 @@ class R2CNN(GeneratorBase):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def boxes_from_features(self, features: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    def boxes_from_features(
+        self, features: torch.Tensor, box_sides: torch.Tensor | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Levels, cell boxes, local search and ranking: ``(pixel boxes of the network input, scores or
-        None)`` per image."""
+        None)`` per image.
+
+        ``box_sides`` ``[N, 4, h, w]``: a learned head's log distances from each
+        cell's centre to the sides of its object (in units of the map's stride;
+        :mod:`detaccel.models.objectness`); the boxes they describe at each box's
+        centre cell and at each peak join the local search.
+        """
         ops = r2cnn_ops()
         with torch.inference_mode():
             reduced = reduce_channels(features, self.reduction)
-            if self.upsample > 1:
+            if box_sides is not None:
+                expected = (features.shape[0], 4, *features.shape[2:])
+                if tuple(box_sides.shape) != expected:
+                    raise ValueError(f"box_sides: expected {expected}, got {tuple(box_sides.shape)}")
+                box_sides = torch.cat((reduced, box_sides.to(reduced.dtype)), dim=1)
+            channels = reduced.shape[1]
+            if self.upsample > 1:  # one interpolation for the map and the sides
                 reduced = nn.functional.interpolate(
-                    reduced, scale_factor=self.upsample, mode="bilinear", align_corners=False
+                    reduced if box_sides is None else box_sides,
+                    scale_factor=self.upsample,
+                    mode="bilinear",
+                    align_corners=False,
                 )
+                if box_sides is not None:
+                    reduced, box_sides = reduced[:, :channels].contiguous(), reduced[:, channels:]
+            elif box_sides is not None:
+                box_sides = box_sides[:, channels:]
             integrated, levels = ops.r2cnn_feature_levels(reduced, self.num_levels)
             if self.levels == "quantile":
                 levels = quantile_levels(integrated, self.num_levels)
@@ -472,19 +494,38 @@ class R2CNN(GeneratorBase):
                 grouping=self.grouping,
                 superlevel=self.superlevel,
             )
+        reads_values = self.peaks or self.ranking != "none"
         out = []
         for index, cells in enumerate(cell_boxes):
             pixels = cell_boxes_to_pixels(cells, self.read_field, self.footprint)
-            boxes = local_search(pixels, self.scale_factors, self.shapes)
-            values = integrated[index].float().cpu().numpy() if self.peaks or self.ranking != "none" else None
-            if self.peaks:
-                boxes = np.concatenate([boxes, self._peak_boxes(values)])
+            boxes = [local_search(pixels, self.scale_factors, self.shapes)]
+            values = integrated[index].float().cpu().numpy() if reads_values else None
+            peaks = local_maxima(values, self.peaks, self.peak_threshold) if self.peaks else None
+            if peaks is not None:
+                boxes.append(self._peak_boxes(*peaks))
+            if box_sides is not None:
+                boxes.append(self._learned_boxes(box_sides[index].float().cpu().numpy(), cells, peaks))
+            boxes = np.concatenate(boxes)
             out.append(self._rank(boxes, values) if self.ranking == "contrast" else (boxes, None))
         return out
 
-    def _peak_boxes(self, integrated: np.ndarray) -> np.ndarray:
-        """The shapes, scaled by each of ``peak_scales``, centred on the strongest local maxima."""
-        xs, ys = local_maxima(integrated, self.peaks, self.peak_threshold)
+    def _learned_boxes(
+        self, sides: np.ndarray, cells: Any, peaks: tuple[np.ndarray, np.ndarray] | None
+    ) -> np.ndarray:
+        """The boxes the learned sides describe at each cell box's centre cell and at each peak."""
+        if hasattr(cells, "detach"):
+            cells = cells.detach().cpu().numpy()
+        cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
+        at = np.stack([(cells[:, 0] + cells[:, 2]) // 2, (cells[:, 1] + cells[:, 3]) // 2], axis=1)
+        if peaks is not None:
+            at = np.concatenate([at, np.stack(peaks, axis=1).astype(np.int64)])
+        fx, fy = self.read_field
+        centres = np.stack([fx.centre(at[:, 0]), fy.centre(at[:, 1])], axis=1)
+        stride = (float(self.field[0].stride), float(self.field[1].stride))
+        return boxes_from_sides(sides, at, centres, stride)
+
+    def _peak_boxes(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """The shapes, scaled by each of ``peak_scales``, centred on peak cells ``(xs, ys)``."""
         fx, fy = self.read_field
         centre = np.stack([fx.centre(xs), fy.centre(ys)], axis=1)
         half = (self._peak_sizes[None] - 1.0) / 2.0  # [1, S, 2]

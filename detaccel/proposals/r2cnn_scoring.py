@@ -10,6 +10,8 @@
 - :func:`local_maxima`: the cells that hold the largest value of their 3x3
   neighbourhood (the centres of blobs too small or too weak for a level set of
   their own), strongest first.
+- :func:`boxes_from_sides`: the boxes a learned head's per-cell side distances
+  describe at chosen cells (R²-CNN's learned local search).
 - :func:`contrast_scores`: a box's mean integrated value inside against a ring
   around it (a summed-area table: O(1) per box), the cheap objectness R²-CNN's
   boxes are sorted by before de-duplication.
@@ -52,7 +54,9 @@ def quantile_levels(integrated: torch.Tensor, num_levels: int) -> torch.Tensor:
     return levels.clamp_(0, num_levels - 1).to(torch.int32).reshape(integrated.shape)
 
 
-def local_maxima(values: torch.Tensor | np.ndarray, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def local_maxima(
+    values: torch.Tensor | np.ndarray, k: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` cell indices of the ``k`` strongest local maxima of ``values`` ``[H, W]``.
 
     A cell is a local maximum when no cell of its 3x3 neighbourhood is larger and
@@ -76,6 +80,31 @@ def local_maxima(values: torch.Tensor | np.ndarray, k: int, threshold: float) ->
     ys, xs = np.nonzero(peak)
     order = np.argsort(-values[ys, xs], kind="stable")[:k]
     return xs[order], ys[order]
+
+
+# Largest log side distance read (in strides): e^10 strides is past any image.
+MAX_LOG_SIDE = 10.0
+
+
+def boxes_from_sides(
+    sides: np.ndarray, cells: np.ndarray, centres: np.ndarray, stride: tuple[float, float]
+) -> np.ndarray:
+    """Inclusive pixel boxes ``[K, 4]`` that log side distances ``sides`` ``[4, H, W]`` (left, top,
+    right, bottom, in units of ``stride`` ``(x, y)``) describe at ``cells`` ``[K, 2]`` (``(x, y)``
+    indices), measured from the cells' pixel centres ``centres`` ``[K, 2]`` to the boxes' pixel edges."""
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+    if len(cells) == 0:
+        return np.zeros((0, 4), np.float64)
+    height, width = sides.shape[1:]
+    if cells.min() < 0 or (cells[:, 0] >= width).any() or (cells[:, 1] >= height).any():
+        raise ValueError(f"boxes_from_sides: cell indices outside the {height}x{width} map")
+    read = np.minimum(sides[:, cells[:, 1], cells[:, 0]].astype(np.float64), MAX_LOG_SIDE)
+    left, top, right, bottom = np.exp(read)
+    sx, sy = stride
+    cx, cy = np.asarray(centres, dtype=np.float64).reshape(-1, 2).T
+    return np.stack(
+        [cx - left * sx + 0.5, cy - top * sy + 0.5, cx + right * sx - 0.5, cy + bottom * sy - 0.5], axis=1
+    )
 
 
 def _box_sums(
