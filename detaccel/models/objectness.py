@@ -38,8 +38,9 @@ SIDE_BETA = 0.1
 class ObjectnessHead(nn.Module):
     """``conv3x3(C -> hidden) -> ReLU -> conv1x1(hidden -> 1)``: objectness logits of every map cell.
 
-    ``boxes``: a second ``conv1x1(hidden -> 4)`` predicts the cell's box sides
-    (see the module docstring); the output is then ``[N, 5, h, w]``.
+    ``boxes``: a second branch of the same form, ``conv3x3 -> ReLU -> conv1x1(hidden -> 4)``,
+    predicts the cell's box sides (see the module docstring; its own layers, so that
+    the regression never disturbs the objectness map); the output is then ``[N, 5, h, w]``.
     """
 
     def __init__(self, in_channels: int, hidden: int = 64, boxes: bool = False) -> None:
@@ -48,8 +49,9 @@ class ObjectnessHead(nn.Module):
             raise ValueError(f"objectness head: channels must be positive, got {in_channels} and {hidden}")
         self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.logits = nn.Conv2d(hidden, 1, 1)
+        self.side_conv = nn.Conv2d(in_channels, hidden, 3, padding=1) if boxes else None
         self.sides = nn.Conv2d(hidden, SIDE_CHANNELS, 1) if boxes else None
-        for layer in (self.conv, self.logits, self.sides):
+        for layer in (self.conv, self.logits, self.side_conv, self.sides):
             if layer is not None:
                 nn.init.normal_(layer.weight, std=0.01)
                 nn.init.zeros_(layer.bias)
@@ -62,10 +64,11 @@ class ObjectnessHead(nn.Module):
                 f"objectness head: expected a map [N, {self.conv.in_channels}, h, w], "
                 f"got {tuple(feature_map.shape)}"
             )
-        hidden = functional.relu(self.conv(feature_map.detach()))
+        feature_map = feature_map.detach()
+        logits = self.logits(functional.relu(self.conv(feature_map)))
         if self.sides is None:
-            return self.logits(hidden)
-        return torch.cat((self.logits(hidden), self.sides(hidden)), dim=1)
+            return logits
+        return torch.cat((logits, self.sides(functional.relu(self.side_conv(feature_map)))), dim=1)
 
 
 def _cell_sides(
@@ -154,7 +157,8 @@ def objectness_loss(
     field: tuple[ReceptiveField, ReceptiveField],
 ) -> torch.Tensor:
     """Mean binary cross-entropy of ``logits[:, :1]`` against :func:`centreness_targets`; with box sides
-    (``[N, 5, h, w]``) plus their smooth L1 against :func:`box_side_targets`, weighted by centreness."""
+    (``[N, 5, h, w]``) plus their smooth L1 against :func:`box_side_targets` (mean of the four sides,
+    weighted by centreness, normalised by the weights' sum)."""
     if logits.shape[0] != len(gt_boxes):
         raise ValueError(f"objectness loss: {logits.shape[0]} maps but boxes of {len(gt_boxes)} images")
     if logits.shape[1] not in (1, 1 + SIDE_CHANNELS):
@@ -165,5 +169,5 @@ def objectness_loss(
     if logits.shape[1] == 1:
         return loss
     sides, weights = (t.to(logits.device, logits.dtype) for t in box_side_targets(gt_boxes, map_size, field))
-    per_cell = functional.smooth_l1_loss(logits[:, 1:], sides, reduction="none", beta=SIDE_BETA).sum(1, True)
+    per_cell = functional.smooth_l1_loss(logits[:, 1:], sides, reduction="none", beta=SIDE_BETA).mean(1, True)
     return loss + (per_cell * weights).sum() / weights.sum().clamp(min=1.0)
