@@ -237,3 +237,27 @@ def test_box_side_loss_and_r2cnn_adds_the_box_they_describe():
     assert float(pairwise_iou(learned, expected).max()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="box_sides: expected"):
         generator.boxes_from_features(blob, sides[:, :3])
+
+
+def test_learned_boxes_rank_first_and_a_second_pass_reads_at_their_centre():
+    # At the blob's cell (2, 1) (centre 19.5, 11.5) the sides describe edges 15..40 x 7..16, a box
+    # centred on cell (3, 1); there they describe edges 19..36 x 3..20.
+    blob = torch.zeros(1, 1, 6, 8)
+    blob[0, 0, 1, 2] = 1.0
+    sides = torch.zeros(1, 4, 6, 8)
+    sides[0, :, 1, 2] = torch.log(torch.tensor([4.5, 4.5, 20.5, 4.5]) / 8.0)
+    sides[0, :, 1, 3] = torch.log(torch.tensor([8.5, 8.5, 8.5, 8.5]) / 8.0)
+    first, second = np.array([[15.5, 7.5, 39.5, 15.5]]), np.array([[19.5, 3.5, 35.5, 19.5]])
+    params = {"backbone": None, "receptive_field": (8.0, 3.5, 8.0), "num_levels": 4, "ranking": "contrast"}
+    ((one_pass, scores),) = R2CNN(**params).boxes_from_features(blob, sides)
+    ((two_passes, _),) = R2CNN(**params, side_passes=2).boxes_from_features(blob, sides)
+    assert float(pairwise_iou(one_pass, first).max()) == pytest.approx(1.0)
+    assert float(pairwise_iou(one_pass, second).max()) < 0.9
+    assert float(pairwise_iou(two_passes, second).max()) == pytest.approx(1.0)
+    # Ranked: the learned boxes (one per level box, two levels here) come before every searched box.
+    ((searched, _),) = R2CNN(**params).boxes_from_features(blob)
+    learned_rows = [i for i, box in enumerate(one_pass) if not (np.abs(searched - box).sum(1) < 1e-6).any()]
+    assert learned_rows == list(range(len(learned_rows))) and len(learned_rows) >= 1
+    assert np.all(np.diff(scores) <= 0)
+    with pytest.raises(ValueError, match="side_passes"):
+        R2CNN(**params, side_passes=0)

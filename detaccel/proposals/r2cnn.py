@@ -203,6 +203,9 @@ class R2CNN(GeneratorBase):
         upsample: read the reduced map at this many times its resolution
             (bilinear): boxes on a ``stride / upsample`` pixel grid, for objects
             a few cells wide.
+        side_passes: with learned box sides (``boxes_from_features``'s
+            ``box_sides``), how many times they are read: at each box's centre
+            cell, then (2) again at the centre of the box that read gave.
         levels: ``"uniform"`` (``num_levels`` equal parts of the maximum, the
             original) or ``"quantile"`` (per-image quantiles of the map).
         ranking: ``"none"`` (the original order, no scores) or ``"contrast"``
@@ -239,6 +242,7 @@ class R2CNN(GeneratorBase):
         peak_threshold: float = 0.1,
         peak_scales: Sequence[float] = (1.0,),
         upsample: int = 1,
+        side_passes: int = 1,
         levels: str = "uniform",
         ranking: str = "none",
         nms_iou: float | None = 0.8,
@@ -286,6 +290,7 @@ class R2CNN(GeneratorBase):
         # (width, height) of the boxes centred on each peak: every shape times every peak scale
         self._peak_sizes = np.array([[w * f, h * f] for w, h in self.shapes for f in self.peak_scales])
         self.upsample = check_int("upsample", upsample, minimum=1)
+        self.side_passes = check_int("side_passes", side_passes, minimum=1)
         self.levels = check_choice("levels", levels, LEVEL_RULES)
         self.ranking = check_choice("ranking", ranking, RANKINGS)
         if nms_iou is not None and not (isinstance(nms_iou, int | float) and 0 < nms_iou <= 1):
@@ -503,16 +508,21 @@ class R2CNN(GeneratorBase):
             peaks = local_maxima(values, self.peaks, self.peak_threshold) if self.peaks else None
             if peaks is not None:
                 boxes.append(self._peak_boxes(*peaks))
+            searched = np.concatenate(boxes)
+            learned = np.zeros((0, 4))
             if box_sides is not None:
-                boxes.append(self._learned_boxes(box_sides[index].float().cpu().numpy(), cells, peaks))
-            boxes = np.concatenate(boxes)
-            out.append(self._rank(boxes, values) if self.ranking == "contrast" else (boxes, None))
+                learned = self._learned_boxes(box_sides[index].float().cpu().numpy(), cells, peaks)
+            if self.ranking == "contrast":
+                out.append(self._rank(searched, values, learned))
+            else:
+                out.append((np.concatenate([searched, learned]), None))
         return out
 
     def _learned_boxes(
         self, sides: np.ndarray, cells: Any, peaks: tuple[np.ndarray, np.ndarray] | None
     ) -> np.ndarray:
-        """The boxes the learned sides describe at each cell box's centre cell and at each peak."""
+        """The boxes the learned sides describe at each cell box's centre cell and at each peak; with
+        ``side_passes`` 2 also those read again at each such box's own centre."""
         if hasattr(cells, "detach"):
             cells = cells.detach().cpu().numpy()
         cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
@@ -520,9 +530,18 @@ class R2CNN(GeneratorBase):
         if peaks is not None:
             at = np.concatenate([at, np.stack(peaks, axis=1).astype(np.int64)])
         fx, fy = self.read_field
-        centres = np.stack([fx.centre(at[:, 0]), fy.centre(at[:, 1])], axis=1)
         stride = (float(self.field[0].stride), float(self.field[1].stride))
-        return boxes_from_sides(sides, at, centres, stride)
+        passes = []
+        for _ in range(self.side_passes):
+            centres = np.stack([fx.centre(at[:, 0]), fy.centre(at[:, 1])], axis=1)
+            passes.append(boxes_from_sides(sides, at, centres, stride))
+            middle = (passes[-1][:, :2] + passes[-1][:, 2:]) / 2.0  # the next pass reads at each box's centre
+            at = np.stack(
+                [np.clip(np.rint((middle[:, 0] - fx.offset) / fx.stride), 0, sides.shape[2] - 1),
+                 np.clip(np.rint((middle[:, 1] - fy.offset) / fy.stride), 0, sides.shape[1] - 1)],
+                axis=1,
+            ).astype(np.int64)  # fmt: skip
+        return np.concatenate(passes)
 
     def _peak_boxes(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """The shapes, scaled by each of ``peak_scales``, centred on peak cells ``(xs, ys)``."""
@@ -532,10 +551,18 @@ class R2CNN(GeneratorBase):
         boxes = np.concatenate([centre[:, None] - half, centre[:, None] + half], axis=2)
         return boxes.reshape(-1, 4)
 
-    def _rank(self, boxes: np.ndarray, integrated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _rank(
+        self, boxes: np.ndarray, integrated: np.ndarray, learned: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``boxes`` sorted by contrast score and de-duplicated by NMS (the project's operator, on the CPU
-        where the boxes are), with their scores."""
+        where the boxes are), with their scores. ``learned`` boxes (from learned sides) rank before all
+        others, by their own contrast (their scores are raised above the others')."""
         scores = contrast_scores(integrated, boxes, self.read_field)
+        if learned is not None and len(learned):
+            first = contrast_scores(integrated, learned, self.read_field)
+            if len(scores):
+                first = first + (float(scores.max()) - float(first.min()) + 1.0)
+            scores, boxes = np.concatenate([first, scores]), np.concatenate([learned, boxes])
         if self.nms_iou is not None and len(boxes):  # NMS returns the kept boxes by decreasing score
             as_tensors = torch.from_numpy(boxes).float(), torch.from_numpy(scores).float()
             order = r2cnn_ops().nms(*as_tensors, self.nms_iou).numpy()
