@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from detaccel.benchmarks.proposals import markdown_table
 from detaccel.cli import main
 from detaccel.data import write_synthetic
 
@@ -64,6 +65,10 @@ def test_bench_writes_figures_table_and_plot(tiny_voc, tmp_path, capsys):
     assert "- r2cnn: r2cnn on alexnet (random weights, seeded) cut after layer 2, stride 8" in table
     assert (out / "recall.png").stat().st_size > 1000
     assert "own-time speed-up" in capsys.readouterr().out
+    # Without the reference in the run the speed-up cell is empty, not "nanx".
+    alone = markdown_table({"r2cnn": results["r2cnn"]})
+    (row,) = [line for line in alone.splitlines() if line.startswith("| r2cnn |")]
+    assert row.split(" | ")[5] == "" and "nan" not in alone
 
 
 @pytest.mark.parametrize(

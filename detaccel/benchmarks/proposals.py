@@ -109,11 +109,11 @@ def markdown_table(results: Mapping[str, Mapping[str, Any]], reference: str = "s
     ]
     for name, r in results.items():
         backbone = r["backbone_time_median_s"]
-        speedup = base / r["own_time_median_s"] if base and r["own_time_median_s"] else math.nan
+        speedup = f"{base / r['own_time_median_s']:.1f}x" if base and r["own_time_median_s"] else ""
         lines.append(
             f"| {name} | {1e3 * r['time_median_s']:.1f} | {1e3 * r['time_p90_s']:.1f} | "
             f"{1e3 * r['own_time_median_s']:.2f} | {'' if backbone is None else f'{1e3 * backbone:.1f}'} | "
-            f"{speedup:.1f}x | {r['proposals_per_image']:.0f} | "
+            f"{speedup} | {r['proposals_per_image']:.0f} | "
             + " | ".join(f"{r[k]:.3f}" for k in REPORTED)
             + " |"
         )
