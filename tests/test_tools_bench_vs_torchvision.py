@@ -1,0 +1,63 @@
+"""tools/bench_vs_torchvision.py: both detectors trained, then scored in alternating rounds."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.detector_configs import tiny_config_dict, tiny_dataset
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_vs_torchvision.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("bench_vs_torchvision", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_keep_fastest_keeps_each_entrys_fastest_round():
+    tool = _tool()
+    kept = {"iterations": 7}
+    tool.keep_fastest(
+        kept, {"voc07_mAP": 0.5, "seconds_per_image": 2.0, "by_test_scale": {320: {"seconds_per_image": 1.0}}}
+    )
+    tool.keep_fastest(
+        kept, {"voc07_mAP": 0.5, "seconds_per_image": 1.5, "by_test_scale": {320: {"seconds_per_image": 1.2}}}
+    )
+    assert kept["iterations"] == 7 and kept["seconds_per_image"] == 1.5
+    assert kept["by_test_scale"][320]["seconds_per_image"] == 1.0
+    ours = {}
+    tool.keep_fastest(ours, {"r2cnn": {"seconds_per_image": 3.0, "stages_ms": {"head": 2.0}}})
+    tool.keep_fastest(ours, {"r2cnn": {"seconds_per_image": 1.0, "stages_ms": {"head": 0.5}}})
+    assert ours == {"r2cnn": {"seconds_per_image": 1.0, "stages_ms": {"head": 0.5}}}
+
+
+def test_both_sides_train_and_are_scored_in_the_same_run(tmp_path, monkeypatch):
+    data = tiny_dataset(tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(data)))
+    out = tmp_path / "out"
+    argv = ["bench_vs_torchvision.py", "--config", str(config), "--seconds", "2", "--threads", "1",
+            "--warmup", "0", "--test-scales", "64", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    threads = torch.get_num_threads()
+    try:
+        assert _tool().main() == 0
+    finally:
+        torch.set_num_threads(threads)  # the tool sets its own
+    results = json.loads((out / "results.json").read_text())
+    ours, peer = results["detaccel"], results["torchvision"]
+    assert ours["iterations"] >= 1 and peer["iterations"] >= 1
+    for entry in (ours["sliding_window"], peer, ours["by_test_scale"]["64"]["sliding_window"]):
+        assert 0.0 <= entry["voc07_mAP"] <= 1.0 and entry["seconds_per_image"] > 0
+    assert ours["sliding_window"]["time_ratio_vs_torchvision"] == pytest.approx(
+        ours["sliding_window"]["seconds_per_image"] / peer["seconds_per_image"]
+    )
