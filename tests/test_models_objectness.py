@@ -178,6 +178,11 @@ def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path, boxes
     assert loaded.proposal_generator.objectness is trained_head
     loaded.set_proposal_generator("r2cnn", {**proposals["params"], "objectness_channels": 4})
     assert loaded.proposal_generator.objectness is not trained_head
+    # The checkpoint evaluated with another generator: built as trained, then given that generator.
+    overrides = ["proposals.name=sliding_window", "proposals.params={scales: [16, 32], aspect_ratios: [1.0]}"]
+    config, other, _ = load_detector(str(tmp_path / "out" / FINAL_MODEL), overrides=overrides)
+    assert config.proposals.name == "sliding_window" and other.proposal_generator.cacheable
+    assert 0 < len(other.predict(image)[0].proposals) <= 100
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

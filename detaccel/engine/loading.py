@@ -46,7 +46,14 @@ def load_detector(
         config.head.svd_ranks = dict(saved.head.svd_ranks)
         config.head.packed = {path: dict(spec) for path, spec in saved.head.packed.items()}
     config.backbone.weights = None  # the checkpoint holds every weight
-    model = build_detector(config, len(checkpoint["class_names"]), checkpoint["class_names"])
+    # Built with the proposal slot it was trained with (a learned objectness head is part of the
+    # weights), then given the configured generator when that differs.
+    built = copy.deepcopy(config)
+    built.proposals.name, built.proposals.params = saved.proposals.name, copy.deepcopy(saved.proposals.params)
+    model = build_detector(built, len(checkpoint["class_names"]), checkpoint["class_names"])
     load_model_state(model, checkpoint["model"], str(checkpoint_path))
+    if (config.proposals.name, config.proposals.params) != (saved.proposals.name, saved.proposals.params):
+        model.set_proposal_generator(config.proposals.name, config.proposals.params)
+    model.configure_inference(config)
     model.eval()
     return config, model, tuple(checkpoint["class_names"])
