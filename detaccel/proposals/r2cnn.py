@@ -12,10 +12,13 @@
 4. Each cell box is mapped to pixels through the receptive field
    (:func:`~detaccel.proposals.receptive_field.cell_boxes_to_pixels`), and a
    local search adds variants of it around the same centre, with width and
-   height scaled by each of ``scale_factors`` and of each size in ``shapes``.
+   height scaled by each of ``scale_factors`` and of each size in ``shapes``
+   (and, with ``peaks``, the shapes centred on the map's local maxima). With a
+   learned head's box sides (``boxes_from_features(..., box_sides)``), the
+   boxes they describe at each box's centre and each peak join them.
 5. With ``ranking="contrast"`` every box is scored by its integrated value
    against a ring around it, sorted and de-duplicated by NMS at ``nms_iou``, so
-   that the first ``k`` boxes are the best ``k``.
+   that the first ``k`` boxes are the best ``k`` (learned boxes first).
 
 Steps 2-4 run in compiled operators and numpy; they are timed apart from the
 backbone (``Proposals.timings["proposals"]`` and ``["backbone"]``).
@@ -476,19 +479,8 @@ class R2CNN(GeneratorBase):
                 expected = (features.shape[0], 4, *features.shape[2:])
                 if tuple(box_sides.shape) != expected:
                     raise ValueError(f"box_sides: expected {expected}, got {tuple(box_sides.shape)}")
-                box_sides = torch.cat((reduced, box_sides.to(reduced.dtype)), dim=1)
-            channels = reduced.shape[1]
-            if self.upsample > 1:  # one interpolation for the map and the sides
-                reduced = nn.functional.interpolate(
-                    reduced if box_sides is None else box_sides,
-                    scale_factor=self.upsample,
-                    mode="bilinear",
-                    align_corners=False,
-                )
-                if box_sides is not None:
-                    reduced, box_sides = reduced[:, :channels].contiguous(), reduced[:, channels:]
-            elif box_sides is not None:
-                box_sides = box_sides[:, channels:]
+            if self.upsample > 1:
+                reduced, box_sides = self._upsampled(reduced, box_sides)
             integrated, levels = ops.r2cnn_feature_levels(reduced, self.num_levels)
             if self.levels == "quantile":
                 levels = quantile_levels(integrated, self.num_levels)
@@ -517,6 +509,18 @@ class R2CNN(GeneratorBase):
             else:
                 out.append((np.concatenate([searched, learned]), None))
         return out
+
+    def _upsampled(
+        self, reduced: torch.Tensor, box_sides: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The reduced map and the learned sides at ``upsample`` times their resolution, in one
+        bilinear interpolation."""
+        stacked = reduced if box_sides is None else torch.cat((reduced, box_sides.to(reduced.dtype)), dim=1)
+        stacked = nn.functional.interpolate(
+            stacked, scale_factor=self.upsample, mode="bilinear", align_corners=False
+        )
+        channels = reduced.shape[1]
+        return stacked[:, :channels].contiguous(), None if box_sides is None else stacked[:, channels:]
 
     def _learned_boxes(
         self, sides: np.ndarray, cells: Any, peaks: tuple[np.ndarray, np.ndarray] | None
