@@ -13,7 +13,7 @@ neighbouring objects that a plain inside/outside mask would merge.
 With ``objectness_boxes: true`` the head also learns, per cell, the distances
 from the cell's centre to the four sides of the object it lies in (FCOS-style:
 the smallest ground-truth box containing the centre; ``log`` of the distance in
-units of the map's stride; smooth L1 weighted by the centreness target). R²-CNN
+units of the map's stride; smooth L1 weighted by the centreness target; a branch of its own). R²-CNN
 then adds, for every box it finds and every peak, the box these distances
 describe at the box's centre cell: a learned local search that tightens boxes
 the stride-wide cells leave loose.
