@@ -54,6 +54,5 @@ def load_detector(
     load_model_state(model, checkpoint["model"], str(checkpoint_path))
     if (config.proposals.name, config.proposals.params) != (saved.proposals.name, saved.proposals.params):
         model.set_proposal_generator(config.proposals.name, config.proposals.params)
-    model.configure_inference(config)
     model.eval()
     return config, model, tuple(checkpoint["class_names"])

@@ -31,7 +31,7 @@ from detaccel.engine.logging import MetricsWriter, plot_loss_curve
 from detaccel.engine.schedule import StepSchedule
 from detaccel.models.detector import RegionDetector, build_detector
 from detaccel.models.losses import detection_loss
-from detaccel.models.proposal_generator import reads_own_features, shapes_input_scale
+from detaccel.models.proposal_generator import shapes_input_size
 from detaccel.models.sampling import assign_targets, sample_rois, sampling_options
 from detaccel.proposals.box_shapes import resolve_shapes
 
@@ -224,14 +224,11 @@ class Trainer:
             # The test split and the checkpoint use the classes the training split resolved to.
             config.data.classes = list(dataset.class_names)
         # R²-CNN's shapes: auto becomes the training boxes' typical shapes, saved in the checkpoint's config.
-        proposals, data = config.proposals, config.data
-        own_map = reads_own_features(proposals.name, proposals.params)
-        resolve_shapes(
-            proposals.params,
-            dataset.records,
-            shapes_input_scale(proposals.name, proposals.params, data.test_scale),
-            data.max_size if own_map else proposals.params.get("max_side"),
+        proposals = config.proposals
+        size = shapes_input_size(
+            proposals.name, proposals.params, config.data.test_scale, config.data.max_size
         )
+        resolve_shapes(proposals.params, dataset.records, *size)
         model = build_detector(config, len(dataset.class_names), dataset.class_names).to(info.device)
         from_features = not model.proposal_generator.cacheable
         if from_features and model.roi_features.per_region:

@@ -182,16 +182,21 @@ def _stage_channels(backbone: nn.Module, stage: str) -> int:
     return int(backbone.out_channels)
 
 
-def shapes_input_scale(name: str, params: Mapping[str, Any], test_scale: int | None) -> int | None:
-    """The shorter side of R²-CNN's input: ``test_scale`` on the detector's map, else its ``short_side``."""
-    return test_scale if reads_own_features(name, params) else params.get("short_side")
+def shapes_input_size(
+    name: str, params: Mapping[str, Any], test_scale: int | None, max_size: int | None = None
+) -> tuple[int | None, int | None]:
+    """``(shorter side, longer side cap)`` of R²-CNN's input: the detector's ``test_scale`` and
+    ``max_size`` on its own map, else the generator's ``short_side`` and ``max_side``."""
+    if reads_own_features(name, params):
+        return test_scale, max_size
+    return params.get("short_side"), params.get("max_side")
 
 
 def generator_params(name: str, params: Mapping[str, Any], test_scale: int | None) -> dict[str, Any]:
     """``params`` as generator ``name`` takes them: R²-CNN shapes in pixels of its input."""
     if canonical_name(name) != "r2cnn":
         return dict(params)
-    return shapes_at_scale(params, shapes_input_scale(name, params, test_scale))
+    return shapes_at_scale(params, shapes_input_size(name, params, test_scale)[0])
 
 
 def build_proposal_source(

@@ -494,6 +494,7 @@ class R2CNN(GeneratorBase):
         reads_values = self.peaks or self.ranking != "none"
         out = []
         for index, cells in enumerate(cell_boxes):
+            cells = cells.cpu().numpy()
             pixels = cell_boxes_to_pixels(cells, self.read_field, self.footprint)
             boxes = [local_search(pixels, self.scale_factors, self.shapes)]
             values = integrated[index].float().cpu().numpy() if reads_values else None
@@ -523,12 +524,10 @@ class R2CNN(GeneratorBase):
         return stacked[:, :channels].contiguous(), None if box_sides is None else stacked[:, channels:]
 
     def _learned_boxes(
-        self, sides: np.ndarray, cells: Any, peaks: tuple[np.ndarray, np.ndarray] | None
+        self, sides: np.ndarray, cells: np.ndarray, peaks: tuple[np.ndarray, np.ndarray] | None
     ) -> np.ndarray:
-        """The boxes the learned sides describe at each cell box's centre cell and at each peak; with
-        ``side_passes`` 2 also those read again at each such box's own centre."""
-        if hasattr(cells, "detach"):
-            cells = cells.detach().cpu().numpy()
+        """The boxes the learned sides describe at each cell box's ``cells`` ``[K, 4]`` centre cell and at
+        each peak; with ``side_passes`` 2 also those read again at each such box's own centre."""
         cells = np.asarray(cells, dtype=np.int64).reshape(-1, 4)
         at = np.stack([(cells[:, 0] + cells[:, 2]) // 2, (cells[:, 1] + cells[:, 3]) // 2], axis=1)
         if peaks is not None:
