@@ -62,15 +62,16 @@ def test_the_head_reads_the_map_detached_and_checks_its_shape():
         objectness_loss(torch.zeros(2, 1, 5, 7), [torch.zeros((0, 4))], FIELD)
 
 
-def test_a_trained_head_ranks_the_object_first():
+@pytest.mark.parametrize("conv", ["full", "separable"])
+def test_a_trained_head_ranks_the_object_first(conv):
     """On a map whose objects show in one channel among noise, the learned map puts a box on the object
-    at the top of R²-CNN's ranking."""
+    at the top of R²-CNN's ranking (with a full or a depthwise-separable 3x3 layer)."""
     torch.manual_seed(0)
     backbone = torch.nn.Module()
     backbone.out_channels, backbone.stride = 6, 8
-    source = build_proposal_source(
-        "r2cnn", {**OBJECTNESS["params"], "receptive_field": (8.0, 3.5, 8.0)}, backbone, 50
-    )
+    params = {**OBJECTNESS["params"], "objectness_conv": conv, "receptive_field": (8.0, 3.5, 8.0)}
+    source = build_proposal_source("r2cnn", params, backbone, 50)
+    assert source.objectness.conv_type == conv
     optimizer = torch.optim.Adam(source.objectness.parameters(), lr=0.02)
 
     def sample(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +113,31 @@ def test_objectness_options_are_checked():
             {**OBJECTNESS["params"], "objectness_boxes": "yes", "receptive_field": (8, 3.5, 8)},
             backbone,
         )
+    with pytest.raises(ValueError, match="objectness_conv: expected one of full, separable, got 'dw'"):
+        params = {**OBJECTNESS["params"], "objectness_conv": "dw", "receptive_field": (8, 3.5, 8)}
+        build_proposal_source("r2cnn", params, backbone)
+
+
+def test_a_separable_head_is_depthwise_then_pointwise_with_fewer_weights():
+    full = ObjectnessHead(32, hidden=64, boxes=True)
+    separable = ObjectnessHead(32, hidden=64, boxes=True, conv="separable")
+    for branch in (separable.conv, separable.side_conv):
+        depthwise, pointwise = branch
+        assert depthwise.groups == 32 and depthwise.kernel_size == (3, 3) and depthwise.out_channels == 32
+        assert pointwise.kernel_size == (1, 1) and pointwise.out_channels == 64
+
+    def weights(head: ObjectnessHead) -> int:
+        return sum(p.numel() for p in head.parameters())
+
+    assert weights(separable) < weights(full) / 4
+    assert separable(torch.randn(2, 32, 5, 7)).shape == (2, 5, 5, 7)
+    # Each cell of a branch reads the 3x3 window around it, as the full convolution does.
+    probe = torch.zeros(1, 32, 9, 9, requires_grad=True)
+    separable.side_conv(probe)[0, :, 4, 4].sum().backward()
+    window = probe.grad.abs().sum(dim=(0, 1)) > 0
+    assert window[3:6, 3:6].all() and int(window.sum()) == 9
+    with pytest.raises(ValueError, match="conv must be one of full, separable"):
+        ObjectnessHead(4, conv="grouped")
 
 
 def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
@@ -149,15 +175,21 @@ def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
     assert "learned objectness" in row["proposal_source"] and 0 < row["proposals_per_image"] <= 5
 
 
-@pytest.mark.parametrize("boxes", [False, True], ids=["objectness", "with_box_sides"])
-def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path, boxes):
+@pytest.mark.parametrize(
+    ("boxes", "conv"),
+    [(False, "full"), (True, "full"), (True, "separable")],
+    ids=["objectness", "with_box_sides", "separable_with_box_sides"],
+)
+def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path, boxes, conv):
     data = tiny_dataset(tmp_path / "data")
-    proposals = {**OBJECTNESS, "params": {**OBJECTNESS["params"], "objectness_boxes": boxes}}
+    params = {**OBJECTNESS["params"], "objectness_boxes": boxes, "objectness_conv": conv}
+    proposals = {**OBJECTNESS, "params": params}
     config = tiny_config(data, "fast_rcnn", proposals=proposals, train={"max_iter": 3})
     result = Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
     model = result["model"]
     assert "learned objectness" in model.proposal_generator.describe()
     assert (model.proposal_generator.objectness.sides is not None) == boxes
+    assert model.proposal_generator.objectness.conv_type == conv
     assert ("box sides" in model.proposal_generator.describe()) == boxes
     entries = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert all(entry["objectness"] > 0 for entry in entries)

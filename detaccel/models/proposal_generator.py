@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from detaccel.config.schema import ProposalsConfig
-from detaccel.models.objectness import ObjectnessHead, objectness_loss
+from detaccel.models.objectness import BRANCH_CONVS, ObjectnessHead, objectness_loss
 from detaccel.proposals import finalize_proposals
 from detaccel.proposals.box_shapes import shapes_at_scale
 from detaccel.proposals.registry import build_generator, canonical_name
@@ -35,7 +35,7 @@ FEATURE_STAGE_KEY = "layer"
 OWN_FEATURES = "model"
 # The learned reduction, and the parameters of its head and loss.
 OBJECTNESS = "objectness"
-OBJECTNESS_KEYS = ("objectness_channels", "objectness_weight", "objectness_boxes")
+OBJECTNESS_KEYS = ("objectness_channels", "objectness_weight", "objectness_boxes", "objectness_conv")
 
 
 class ProposalSource(nn.Module):
@@ -225,8 +225,15 @@ def build_proposal_source(
         boxes = head_options.get("objectness_boxes", False)
         if not isinstance(boxes, bool):
             raise ValueError(f"r2cnn: objectness_boxes: expected true or false, got {boxes!r}")
+        conv = head_options.get("objectness_conv", "full")
+        if conv not in BRANCH_CONVS:
+            known = ", ".join(BRANCH_CONVS)
+            raise ValueError(f"r2cnn: objectness_conv: expected one of {known}, got {conv!r}")
         objectness = ObjectnessHead(
-            _stage_channels(backbone, stage), int(head_options.get("objectness_channels", 64)), boxes
+            _stage_channels(backbone, stage),
+            int(head_options.get("objectness_channels", 64)),
+            boxes,
+            conv,
         )
     elif head_options:
         raise ValueError(f"r2cnn: {', '.join(head_options)} need reduction: {OBJECTNESS}")
