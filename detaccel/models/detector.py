@@ -177,19 +177,22 @@ class RegionDetector(nn.Module):
     def _maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(shared features, the map the proposal generator reads)`` in one backbone pass where possible."""
         generator = self.proposal_generator
-        name = generator.stage if isinstance(generator, FeatureProposals) else "out"
+        names = generator.stages if isinstance(generator, FeatureProposals) else ("out",)
         if self.roi_features.per_region:  # R-CNN: the image is shared; R²-CNN needs a whole-image pass
             with stage("backbone"), torch.no_grad():
-                return images, self._stage_map(images, name)
-        if name == "out":
+                return images, self._proposal_map(images)
+        if names == ("out",):
             shared = self.shared_features(images)
             return shared, shared
         with stage("backbone"):
-            maps = self.backbone.forward_stages(images, [name])
-        return maps["out"], maps[name]
+            maps = self.backbone.forward_stages(images, names)
+        return maps["out"], generator.combine(maps)
 
-    def _stage_map(self, images: torch.Tensor, name: str) -> torch.Tensor:
-        return self.backbone(images) if name == "out" else self.backbone.forward_stages(images, [name])[name]
+    def _proposal_map(self, images: torch.Tensor) -> torch.Tensor:
+        generator = self.proposal_generator
+        if generator.stages == ("out",):
+            return self.backbone(images)
+        return generator.combine(self.backbone.forward_stages(images, generator.stages))
 
     def _head(self, pooled: torch.Tensor) -> torch.Tensor:
         with stage("head"):

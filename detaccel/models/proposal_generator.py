@@ -7,8 +7,9 @@ Two kinds plug into :attr:`RegionDetector.proposal_generator`:
   precomputed files, R²-CNN on a separate network). Its boxes do not depend on
   the detector's weights, so training and evaluation may cache them per split.
 - :class:`FeatureProposals` is R²-CNN reading the detector's *own* conv map at a
-  chosen backbone stage: no extra network, computed on the current weights (in
-  training too), never cached. With ``reduction: objectness`` it carries an
+  chosen backbone stage (or several, combined on the finest one's grid): no extra
+  network, computed on the current weights (in training too), never cached.
+  With ``reduction: objectness`` it carries an
   :class:`~detaccel.models.objectness.ObjectnessHead` trained with the detector,
   whose map R²-CNN integrates instead of the backbone's channels.
 
@@ -75,10 +76,13 @@ class ImageProposals(ProposalSource):
 
 
 class FeatureProposals(ProposalSource):
-    """R²-CNN on the detector's own feature map at backbone stage ``stage`` (``"out"``: the RoI map).
+    """R²-CNN on the detector's own feature map at backbone stages ``stages`` (``"out"``: the RoI map).
 
-    ``objectness``: the learned head whose map R²-CNN reads instead of the stage's
-    channels (trained with weight ``objectness_weight``), or ``None``.
+    Several stages are combined into one map on the grid of the finest: each
+    coarser map is resized to it (bilinear) and the channels are concatenated in
+    the order given (:meth:`combine`). ``objectness``: the learned head whose map
+    R²-CNN reads instead of the stages' channels (trained with weight
+    ``objectness_weight``), or ``None``.
     """
 
     reads_features = True
@@ -86,16 +90,31 @@ class FeatureProposals(ProposalSource):
     def __init__(
         self,
         generator: Any,
-        stage: str,
+        stages: str | Sequence[str],
         max_proposals: int | None,
         objectness: ObjectnessHead | None = None,
         objectness_weight: float = 1.0,
     ) -> None:
         super().__init__("r2cnn", max_proposals)
         self.generator = generator
-        self.stage = stage
+        self.stages = (stages,) if isinstance(stages, str) else tuple(stages)
+        if not self.stages:
+            raise ValueError("r2cnn: layer: expected a stage name or a non-empty list of them")
         self.objectness = objectness
         self.objectness_weight = float(objectness_weight)
+
+    def combine(self, maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The map R²-CNN reads, from the backbone's ``maps`` by stage name (one ``forward_stages`` pass)."""
+        if len(self.stages) == 1:
+            return maps[self.stages[0]]
+        chosen = [maps[name] for name in self.stages]
+        size = max((tuple(m.shape[-2:]) for m in chosen), key=lambda hw: hw[0] * hw[1])
+        resized = [
+            m if tuple(m.shape[-2:]) == size
+            else nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
+            for m in chosen
+        ]  # fmt: skip
+        return torch.cat(resized, dim=1)
 
     def objectness_loss(
         self, feature_map: torch.Tensor, gt_boxes: Sequence[torch.Tensor]
@@ -145,7 +164,8 @@ class FeatureProposals(ProposalSource):
         learned = ", learned objectness" if self.objectness is not None else ""
         if self.objectness is not None and self.objectness.sides is not None:
             learned += " and box sides"
-        return f"r2cnn (the detector's {self.stage!r} map{learned})"
+        maps = " + ".join(repr(name) for name in self.stages)
+        return f"r2cnn (the detector's {maps} map{'s' if len(self.stages) > 1 else ''}{learned})"
 
 
 def reads_own_features(name: str, params: Mapping[str, Any]) -> bool:
@@ -172,6 +192,19 @@ def _stage_field(backbone: nn.Module, stage: str) -> Any:
             f"r2cnn: the receptive field of the backbone's {stage!r} map cannot be computed ({error}); "
             "give proposals.params.receptive_field as [stride, offset, extent]"
         ) from None
+
+
+def _feature_stages(value: Any, backbone: nn.Module) -> tuple[tuple[str, ...], str]:
+    """``(stages, grid stage)`` of R²-CNN's ``layer`` parameter: one stage name or a list of them; the
+    grid is the finest (smallest stride) of them."""
+    stages = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list | tuple) else None
+    if not stages or not all(isinstance(name, str) for name in stages) or len(set(stages)) != len(stages):
+        raise ValueError(f"r2cnn: layer: expected a stage name or a list of distinct names, got {value!r}")
+    if len(stages) == 1:
+        return stages, stages[0]
+    if not hasattr(backbone, "stage_stride"):
+        raise ValueError(f"r2cnn: layer: backbone {type(backbone).__name__} offers one map ('out')")
+    return stages, min(stages, key=backbone.stage_stride)
 
 
 def _stage_channels(backbone: nn.Module, stage: str) -> int:
@@ -217,7 +250,7 @@ def build_proposal_source(
     from detaccel.proposals.r2cnn import R2CNN
 
     params.pop("backbone", None)
-    stage = str(params.pop(FEATURE_STAGE_KEY, "out"))
+    stages, grid = _feature_stages(params.pop(FEATURE_STAGE_KEY, "out"), backbone)
     head_options = {key: params.pop(key) for key in OBJECTNESS_KEYS if key in params}
     objectness = None
     if params.get("reduction") == OBJECTNESS:
@@ -230,7 +263,7 @@ def build_proposal_source(
             known = ", ".join(BRANCH_CONVS)
             raise ValueError(f"r2cnn: objectness_conv: expected one of {known}, got {conv!r}")
         objectness = ObjectnessHead(
-            _stage_channels(backbone, stage),
+            sum(_stage_channels(backbone, name) for name in stages),
             int(head_options.get("objectness_channels", 64)),
             boxes,
             conv,
@@ -238,7 +271,7 @@ def build_proposal_source(
     elif head_options:
         raise ValueError(f"r2cnn: {', '.join(head_options)} need reduction: {OBJECTNESS}")
     if "receptive_field" not in params:
-        params["receptive_field"] = _stage_field(backbone, stage)
+        params["receptive_field"] = _stage_field(backbone, grid)
     if params.get("max_proposals") is not None:
         limits = [limit for limit in (max_proposals, params["max_proposals"]) if limit is not None]
         max_proposals = min(limits)
@@ -247,7 +280,7 @@ def build_proposal_source(
     except TypeError as error:
         raise ValueError(f"r2cnn: {error}") from None
     weight = float(head_options.get("objectness_weight", 1.0))
-    return FeatureProposals(generator, stage, max_proposals, objectness, weight)
+    return FeatureProposals(generator, stages, max_proposals, objectness, weight)
 
 
 def proposal_source_from_config(
