@@ -154,6 +154,11 @@ def register(subparsers) -> None:
         "(its parameters and learned objectness head, --set r2cnn.* on top)",
     )
     bench.add_argument("--max-images", type=int, default=None, help="use only the first N images")
-    bench.add_argument("--out", type=Path, default=Path("outputs/proposals_bench"), help="output directory")
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/proposals_bench"),
+        help="output directory (default: outputs/proposals_bench)",
+    )
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(func=run_bench)
