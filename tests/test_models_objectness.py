@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_a_separable_head_is_depthwise_then_pointwise_with_fewer_weights():
         ObjectnessHead(4, conv="grouped")
 
 
-def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
+def test_proposal_bench_reads_the_detectors_own_slot(tmp_path, capsys):
     """``proposals bench --checkpoint`` on a detector trained with a learned head measures the boxes its
     ``predict`` scores."""
     data = tiny_dataset(tmp_path / "data")
@@ -157,6 +158,22 @@ def test_proposal_bench_reads_the_detectors_own_slot(tmp_path):
     boxes = DetectorProposals(model).generate(np.ascontiguousarray(image[:, :, ::-1])).boxes
     np.testing.assert_allclose(boxes, expected[: len(boxes)], atol=1e-4)
     assert len(boxes) == len(expected)
+    # Without --data-root: the split of the dataset the detector was trained on, not the embedded default.
+    alone = tmp_path / "bench_alone"
+    code = main(
+        ["proposals", "bench", "--generators", "r2cnn", "--checkpoint", checkpoint, "--out", str(alone)]
+    )
+    assert code == 0
+    test_images = len(next(data.rglob("ImageSets/Main/test.txt")).read_text().split())
+    assert json.loads((alone / "results.json").read_text())["r2cnn"]["images"] == test_images
+    assert f"in {data}" in capsys.readouterr().out
+    shutil.move(data, tmp_path / "moved")
+    assert (
+        main(["proposals", "bench", "--generators", "r2cnn", "--checkpoint", checkpoint, "--out", str(alone)])
+        == 2
+    )
+    assert "the dataset it was trained on" in capsys.readouterr().err
+    shutil.move(tmp_path / "moved", data)
     # A bench matrix's r2cnn on this detector is its own R²-CNN (learned head), the matrix's cap on top.
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config_to_dict(config)))

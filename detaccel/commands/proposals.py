@@ -39,8 +39,24 @@ def default_dataset(path: Path, split: str):
     return load_dataset("voc", root, split, classes="synthetic")
 
 
-def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> Any:
-    """R²-CNN on a trained detector's features, with ``params`` on top.
+def checkpoint_dataset(config: Any, split: str):
+    """``split`` of the dataset a checkpoint's configuration names (where it was trained)."""
+    from detaccel.cli import CommandError
+    from detaccel.data import DatasetError
+    from detaccel.engine.data import load_split
+
+    try:
+        return load_split(config, split)
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        raise CommandError(
+            f"--checkpoint: the dataset it was trained on ({config.data.root}): {error}; "
+            "give the dataset with --data-root"
+        ) from None
+
+
+def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> tuple[Any, Any]:
+    """``(generator, the checkpoint's configuration)``: R²-CNN on a trained detector's features, with
+    ``params`` on top.
 
     A detector trained on R²-CNN proposals of its own map gives its own proposal
     slot (its configuration's parameters and a learned objectness head, at its
@@ -64,9 +80,9 @@ def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> Any:
         if "shapes" in params:
             saved.pop(SHAPES_SCALE, None)  # shapes given here are pixels at this scale
         model.set_proposal_generator(proposals.name, {**saved, **params})
-        return DetectorProposals(model)
+        return DetectorProposals(model), config
     size = {"short_side": config.data.test_scale, "max_side": config.data.max_size}
-    return build_generator("r2cnn", **{"backbone": model.backbone, **size, **params})
+    return build_generator("r2cnn", **{"backbone": model.backbone, **size, **params}), config
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -81,26 +97,31 @@ def run_bench(args: argparse.Namespace) -> int:
         raise CommandError(
             "--checkpoint: only r2cnn reads a trained detector's features; add it to --generators"
         )
+    generators, trained_config = {}, None
     try:
-        generators = {
-            name: trained_r2cnn(args.checkpoint, params[name])
-            if name == "r2cnn" and args.checkpoint is not None
-            else build_generator(name, **params[name])
-            for name in names
-        }
+        for name in names:
+            if name == "r2cnn" and args.checkpoint is not None:
+                generators[name], trained_config = trained_r2cnn(args.checkpoint, params[name])
+            else:
+                generators[name] = build_generator(name, **params[name])
     except (TypeError, ValueError) as error:
         raise CommandError(str(error)) from None
-    if args.data_root is None:
-        dataset = default_dataset(DEFAULT_DATA, args.split)
-    else:
+    if args.data_root is not None:
         args.root = args.data_root
         if not Path(args.root).exists():
             raise CommandError(f"--data-root {args.root}: no such directory")
         dataset = load_from_args(args, check_images=False)
+    elif trained_config is not None:
+        dataset = checkpoint_dataset(trained_config, args.split)
+    else:
+        dataset = default_dataset(DEFAULT_DATA, args.split)
     records = list(dataset.records)[: args.max_images] if args.max_images else list(dataset.records)
     if not records:
         raise CommandError(f"split {args.split!r} has no images")
-    print(f"{len(records)} images of {dataset.format} split {args.split!r}; generators: {', '.join(names)}")
+    print(
+        f"{len(records)} images of {dataset.format} split {args.split!r} in {dataset.root}; "
+        f"generators: {', '.join(names)}"
+    )
     results = run_proposal_benchmark(generators, records, args.out, progress=not args.no_progress)
     print(markdown_table(results))
     print(f"written to {args.out}/results.json, results.md and recall.png")
@@ -119,7 +140,8 @@ def register(subparsers) -> None:
     bench.add_argument(
         "--data-root",
         default=None,
-        help=f"dataset directory (default: the embedded synthetic set, written to {DEFAULT_DATA} if missing)",
+        help="dataset directory (default: with --checkpoint, the dataset the detector was trained on; "
+        f"else the embedded synthetic set, written to {DEFAULT_DATA} if missing)",
     )
     bench.add_argument(
         "--format", choices=("voc", "coco"), default="voc", help="dataset format (default: voc)"
