@@ -173,8 +173,13 @@ def test_evaluate_command(synthetic, tmp_path, capsys):
         main([*base, "--proposals", str(tmp_path / "proposals.npz"), "--output", str(tmp_path / "r.json")])
         == 0
     )
-    assert "recall vs proposals kept" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "recall vs proposals kept" in out and "AR@10 " in out and "AR@100 " in out
     assert json.loads((tmp_path / "r.json").read_text())["proposals"]["AR@10"] == 1.0
+    # Capped at one box per image: AR@10 and beyond would only repeat AR at one box.
+    assert main([*base, "--proposals", str(tmp_path / "proposals.npz"), "--max-proposals", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(at most 1 kept)" in out and "AR@10 " not in out and "AR@100 " not in out
 
     assert main(base) == 2
     assert "give --detections and/or --proposals" in capsys.readouterr().err

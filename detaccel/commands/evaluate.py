@@ -73,7 +73,10 @@ def _print_proposal_results(result: dict[str, Any]) -> None:
     )
     recalls = [k for k in result if k.startswith("recall@")]
     print("  " + "  ".join(f"{k} {_fmt(result[k])}" for k in recalls) + f"  AR {_fmt(result['AR'])}")
-    print("  " + "  ".join(f"{k} {_fmt(result[k])}" for k in result if k.startswith("AR@")))
+    cap = result["max_proposals"]
+    at_k = [k for k in result if k.startswith("AR@") and not (cap and int(k[3:]) > cap)]
+    if at_k:  # AR@k beyond the cap would repeat AR at the cap
+        print("  " + "  ".join(f"{k} {_fmt(result[k])}" for k in at_k))
     curve = result["recall_curve"]
     print("  recall vs proposals kept:")
     thresholds = [k for k in curve if k != "num_proposals"]
