@@ -60,7 +60,8 @@ class ObjectnessHead(nn.Module):
     predicts the cell's box sides (see the module docstring; its own layers, so that
     the regression never disturbs the objectness map); the output is then ``[N, 5, h, w]``.
     ``conv="separable"``: each branch's 3x3 convolution is depthwise (per channel) followed by a
-    1x1 to ``hidden`` channels (the same 3x3 window, about ``hidden``/9 times fewer multiply-adds).
+    1x1 to ``hidden`` channels (the same 3x3 window; ``9 * hidden / (9 + hidden)`` times fewer
+    multiply-adds, 7.9x at 64).
     """
 
     def __init__(self, in_channels: int, hidden: int = 64, boxes: bool = False, conv: str = "full") -> None:
