@@ -186,7 +186,9 @@ class RegionDetector(nn.Module):
             return shared, shared
         with stage("backbone"):
             maps = self.backbone.forward_stages(images, names)
-        return maps["out"], generator.combine(maps)
+        with stage("proposals"):  # resizing maps to one grid is R²-CNN's own work
+            combined = generator.combine(maps)
+        return maps["out"], combined
 
     def _proposal_map(self, images: torch.Tensor) -> torch.Tensor:
         generator = self.proposal_generator
