@@ -141,6 +141,29 @@ def test_a_separable_head_is_depthwise_then_pointwise_with_fewer_weights():
         ObjectnessHead(4, conv="grouped")
 
 
+def test_inference_runs_both_branches_as_one_with_the_same_logits():
+    torch.manual_seed(0)
+    head = ObjectnessHead(6, hidden=5, boxes=True)
+    for parameter in head.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    feature_map = torch.randn(2, 6, 7, 9)
+
+    def branches() -> torch.Tensor:  # each branch on its own, as in training
+        logits = head.logits(torch.relu(head.conv(feature_map)))
+        return torch.cat((logits, head.sides(torch.relu(head.side_conv(feature_map)))), dim=1)
+
+    with torch.no_grad():
+        expected = branches()
+        torch.testing.assert_close(head(feature_map), expected, atol=1e-5, rtol=1e-5)
+        assert head._fused is not None and head._fused[1][0][0].shape == (10, 6, 3, 3)
+        out_weight = head._fused[1][1][0]
+        assert float(out_weight[0, 5:].abs().max()) == 0.0 and float(out_weight[1:, :5].abs().max()) == 0.0
+        head.side_conv.weight.mul_(2.0)  # a changed weight rebuilds the fused layers
+        torch.testing.assert_close(head(feature_map), branches(), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(head(feature_map)[:, 1:], expected[:, 1:])
+    assert head(feature_map).requires_grad  # with gradients (training) the branches run apart
+
+
 def test_proposal_bench_reads_the_detectors_own_slot(tmp_path, capsys):
     """``proposals bench --checkpoint`` on a detector trained with a learned head measures the boxes its
     ``predict`` scores."""

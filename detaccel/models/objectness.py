@@ -61,7 +61,8 @@ class ObjectnessHead(nn.Module):
     the regression never disturbs the objectness map); the output is then ``[N, 5, h, w]``.
     ``conv="separable"``: each branch's 3x3 convolution is depthwise (per channel) followed by a
     1x1 to ``hidden`` channels (the same 3x3 window; ``9 * hidden / (9 + hidden)`` times fewer
-    multiply-adds, 7.9x at 64).
+    multiply-adds, 7.9x at 64). At inference two full branches run as one (one 3x3 convolution to
+    ``2 * hidden`` channels, one block-diagonal 1x1): the same logits, the map read once.
     """
 
     def __init__(self, in_channels: int, hidden: int = 64, boxes: bool = False, conv: str = "full") -> None:
@@ -71,6 +72,7 @@ class ObjectnessHead(nn.Module):
         if conv not in BRANCH_CONVS:
             raise ValueError(f"objectness head: conv must be one of {', '.join(BRANCH_CONVS)}, got {conv!r}")
         self.in_channels, self.conv_type = in_channels, conv
+        self._fused: tuple[tuple, tuple] | None = None  # inference: both branches as one (_fused_branches)
         self.conv = _branch_conv(in_channels, hidden, conv)
         self.logits = nn.Conv2d(hidden, 1, 1)
         self.side_conv = _branch_conv(in_channels, hidden, conv) if boxes else None
@@ -89,10 +91,34 @@ class ObjectnessHead(nn.Module):
                 f"got {tuple(feature_map.shape)}"
             )
         feature_map = feature_map.detach()
+        if self.sides is not None and self.conv_type == "full" and not torch.is_grad_enabled():
+            conv, out = self._fused_branches()
+            return functional.conv2d(functional.relu(functional.conv2d(feature_map, *conv, padding=1)), *out)
         logits = self.logits(functional.relu(self.conv(feature_map)))
         if self.sides is None:
             return logits
         return torch.cat((logits, self.sides(functional.relu(self.side_conv(feature_map)))), dim=1)
+
+    def _fused_branches(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Both full branches as one network, for inference: the two 3x3 convolutions stacked into one
+        (``2 * hidden`` outputs), the two 1x1 layers into one block-diagonal 1x1 (zeros across
+        branches), so the map is read once. ``((weight, bias) of the 3x3, (weight, bias) of the 1x1)``,
+        rebuilt whenever a weight changes."""
+        parts = (self.conv, self.side_conv, self.logits, self.sides)
+        tensors = [t for part in parts for t in (part.weight, part.bias)]
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        if self._fused is None or self._fused[0] != key:
+            conv_w, conv_b, side_w, side_b, logit_w, logit_b, sides_w, sides_b = (t.detach() for t in tensors)
+            hidden = conv_w.shape[0]
+            out_w = logit_w.new_zeros((1 + SIDE_CHANNELS, 2 * hidden, 1, 1))
+            out_w[:1, :hidden] = logit_w
+            out_w[1:, hidden:] = sides_w
+            fused = (
+                (torch.cat((conv_w, side_w)), torch.cat((conv_b, side_b))),
+                (out_w, torch.cat((logit_b, sides_b))),
+            )
+            self._fused = (key, fused)
+        return self._fused[1]
 
 
 def _cell_sides(

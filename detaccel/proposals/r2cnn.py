@@ -560,12 +560,12 @@ class R2CNN(GeneratorBase):
         """``boxes`` sorted by contrast score and de-duplicated by NMS (the project's operator, on the CPU
         where the boxes are), with their scores. ``learned`` boxes (from learned sides) rank before all
         others, by their own contrast (their scores are raised above the others')."""
-        scores = contrast_scores(integrated, boxes, self.read_field)
         if learned is not None and len(learned):
-            first = contrast_scores(integrated, learned, self.read_field)
-            if len(scores):
-                first = first + (float(scores.max()) - float(first.min()) + 1.0)
-            scores, boxes = np.concatenate([first, scores]), np.concatenate([learned, boxes])
+            boxes = np.concatenate([learned, boxes])
+        scores = contrast_scores(integrated, boxes, self.read_field)  # one summed-area table for all
+        count = 0 if learned is None else len(learned)
+        if 0 < count < len(scores):  # the learned boxes above every other
+            scores[:count] += float(scores[count:].max()) - float(scores[:count].min()) + 1.0
         if self.nms_iou is not None and len(boxes):  # NMS returns the kept boxes by decreasing score
             as_tensors = torch.from_numpy(boxes).float(), torch.from_numpy(scores).float()
             order = r2cnn_ops().nms(*as_tensors, self.nms_iou).numpy()

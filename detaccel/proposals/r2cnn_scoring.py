@@ -131,29 +131,23 @@ def contrast_scores(
     if not len(boxes):
         return np.zeros(0, np.float32)
     fx, fy = field
-    cells = np.stack(
-        [(boxes[:, 0] - fx.offset) / fx.stride, (boxes[:, 1] - fy.offset) / fy.stride,
-         (boxes[:, 2] - fx.offset) / fx.stride, (boxes[:, 3] - fy.offset) / fy.stride],
-        axis=1,
-    )  # fmt: skip
+    offset = np.array([fx.offset, fy.offset, fx.offset, fy.offset])
+    cells = (boxes - offset) / np.array([fx.stride, fy.stride, fx.stride, fy.stride])
     table = np.zeros((height + 1, width + 1), np.float64)
     table[1:, 1:] = np.asarray(integrated, np.float64).cumsum(0).cumsum(1)
-
-    def clipped(b: np.ndarray) -> tuple[np.ndarray, ...]:
-        x1 = np.clip(np.floor(b[:, 0] + 0.5), 0, width - 1).astype(np.int64)
-        y1 = np.clip(np.floor(b[:, 1] + 0.5), 0, height - 1).astype(np.int64)
-        x2 = np.clip(np.floor(b[:, 2] + 0.5), 0, width - 1).astype(np.int64)
-        y2 = np.clip(np.floor(b[:, 3] + 0.5), 0, height - 1).astype(np.int64)
-        return x1, y1, np.maximum(x2, x1), np.maximum(y2, y1)
-
-    inner = clipped(cells)
-    inner_sum = _box_sums(table, *inner)
-    inner_area = (inner[2] - inner[0] + 1) * (inner[3] - inner[1] + 1)
     size = np.maximum(cells[:, 2:] - cells[:, :2] + 1, 1.0)
     grown = np.concatenate([cells[:, :2] - ring * size, cells[:, 2:] + ring * size], axis=1)
-    outer = clipped(grown)
-    outer_sum = _box_sums(table, *outer)
-    outer_area = (outer[2] - outer[0] + 1) * (outer[3] - outer[1] + 1)
+    # Both rectangles of every box at once: rounded to cells, clipped to the map, never inverted.
+    rects = np.floor(np.concatenate([cells, grown]) + 0.5)
+    np.clip(rects, 0, (width - 1, height - 1, width - 1, height - 1), out=rects)
+    rects = rects.astype(np.int64)
+    np.maximum(rects[:, 2:], rects[:, :2], out=rects[:, 2:])
+    x1, y1, x2, y2 = rects.T
+    sums = _box_sums(table, x1, y1, x2, y2)
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    count = len(boxes)
+    inner_sum, outer_sum = sums[:count], sums[count:]
+    inner_area, outer_area = areas[:count], areas[count:]
     ring_area = outer_area - inner_area
     ring_mean = np.where(ring_area > 0, (outer_sum - inner_sum) / np.maximum(ring_area, 1), 0.0)
     return (inner_sum / inner_area - ring_mean).astype(np.float32)
