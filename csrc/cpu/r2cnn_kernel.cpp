@@ -10,8 +10,9 @@
 // r2cnn_level_boxes: per image (in parallel), each level present gives one box
 // around all of its set's cells and then the boxes of the set's groups. The set
 // of level l is the cells of level l, or of level >= l (superlevel sets). The
-// groups are either 8-connected components, labelled with an explicit-stack
-// flood fill and listed largest first, or the original layer's greedy groups:
+// groups are either 8-connected components, listed largest first (labelled with
+// an explicit-stack flood fill per level; for superlevel sets, by union-find over
+// all levels at once, as the sets are nested), or the original layer's greedy groups:
 // in raster order, a box grows from the first unassigned cell and absorbs, in
 // one pass over the later unassigned cells, every cell within one cell of the
 // box (listed in the order they were grown).
@@ -174,6 +175,96 @@ std::vector<Box> original_groups(std::vector<int64_t> cells, int64_t w, int64_t 
   return boxes;
 }
 
+// Superlevel sets with 8-connected components, all levels in one pass: the sets are nested, so
+// adding the cells from the top level down, the components of the set of level >= l are the
+// union-find trees once level l's cells are in. Each tree keeps its size, its first cell in raster
+// order and its box; a level's groups are its trees, largest first (ties: first cell), as the flood
+// fill lists them, at O(cells) for all levels instead of O(cells x levels).
+struct Tree {
+  int64_t size;
+  int64_t first;
+  Box box;
+};
+
+std::vector<Box> superlevel_component_boxes(const int* level, int64_t h, int64_t w, int num_levels,
+                                            int64_t max_per_level, const std::vector<int64_t>& by_level,
+                                            const std::vector<int64_t>& offset) {
+  const int64_t cells = h * w;
+  std::vector<int64_t> parent(cells, -1);  // -1: not in the set yet
+  std::vector<Tree> tree(cells);
+  auto find = [&](int64_t c) {
+    while (parent[c] != c) {
+      parent[c] = parent[parent[c]];  // path halving
+      c = parent[c];
+    }
+    return c;
+  };
+  // Joins root `a`'s tree and `b`'s; returns the joined tree's root.
+  auto unite = [&](int64_t a, int64_t b) {
+    b = find(b);
+    if (a == b) {
+      return a;
+    }
+    if (tree[a].size < tree[b].size) {
+      std::swap(a, b);
+    }
+    parent[b] = a;
+    Tree& into = tree[a];
+    const Tree& from = tree[b];
+    into.size += from.size;
+    into.first = std::min(into.first, from.first);
+    into.box = {std::min(into.box[0], from.box[0]), std::min(into.box[1], from.box[1]),
+                std::max(into.box[2], from.box[2]), std::max(into.box[3], from.box[3])};
+    return a;
+  };
+  std::vector<std::vector<Box>> per_level(num_levels);
+  std::vector<int64_t> roots;
+  for (int l = num_levels - 1; l >= 0; --l) {
+    for (int64_t k = offset[l]; k < offset[l + 1]; ++k) {
+      const int64_t cell = by_level[k];
+      const int64_t y = cell / w, x = cell - y * w;
+      parent[cell] = cell;
+      tree[cell] = {1, cell, {x, y, x, y}};
+      roots.push_back(cell);
+      // The neighbours already in the set; a cell only joins trees, so it stays its own root until then.
+      int64_t root = cell;
+      for (int64_t ny = std::max<int64_t>(y - 1, 0); ny <= std::min(y + 1, h - 1); ++ny) {
+        for (int64_t nx = std::max<int64_t>(x - 1, 0); nx <= std::min(x + 1, w - 1); ++nx) {
+          const int64_t next = ny * w + nx;
+          if (parent[next] != -1 && next != cell) {
+            root = unite(root, next);
+          }
+        }
+      }
+    }
+    if (offset[l] == offset[l + 1]) {
+      continue;  // no cell of its own: the level is skipped, as in the flood fill
+    }
+    roots.erase(std::remove_if(roots.begin(), roots.end(), [&](int64_t r) { return parent[r] != r; }),
+                roots.end());
+    std::sort(roots.begin(), roots.end(), [&](int64_t a, int64_t b) {
+      return tree[a].size != tree[b].size ? tree[a].size > tree[b].size : tree[a].first < tree[b].first;
+    });
+    Box level_box{w, h, -1, -1};
+    for (const int64_t r : roots) {
+      const Box& b = tree[r].box;
+      level_box = {std::min(level_box[0], b[0]), std::min(level_box[1], b[1]), std::max(level_box[2], b[2]),
+                   std::max(level_box[3], b[3])};
+    }
+    std::vector<Box>& boxes = per_level[l];
+    boxes.push_back(level_box);
+    const size_t taken = std::min(roots.size(), static_cast<size_t>(max_per_level - 1));
+    for (size_t i = 0; i < taken; ++i) {
+      boxes.push_back(tree[roots[i]].box);
+    }
+  }
+  std::vector<Box> boxes;
+  for (const auto& level_boxes : per_level) {
+    boxes.insert(boxes.end(), level_boxes.begin(), level_boxes.end());
+  }
+  return boxes;
+}
+
 // Any grouping, equal or superlevel sets: one pass per level present (a level
 // with no cell of its own would repeat the next level's boxes and is skipped).
 // The cells of each level are bucketed once, in raster order; a superlevel set is
@@ -194,6 +285,9 @@ std::vector<Box> image_level_set_boxes(const int* level, int64_t h, int64_t w, i
     for (int64_t i = 0; i < cells; ++i) {
       by_level[fill[level[i]]++] = i;
     }
+  }
+  if (superlevel && grouping == kFloodGrouping) {
+    return superlevel_component_boxes(level, h, w, num_levels, max_per_level, by_level, offset);
   }
   std::vector<int32_t> stamp(grouping == kFloodGrouping ? cells : 0, 0);
   std::vector<int64_t> stack, members;
