@@ -103,6 +103,58 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     assert set(DETECTION_STAGES) <= set(json.loads((profile_out / "profile.json").read_text())["stages"])
     assert "backbone" in (profile_out / "trace.json").read_text()
 
+    # Against a baseline: the same checkpoint with another generator, taking turns on the same images.
+    versus_out = tmp_path / "versus"
+    checkpoint = str(out / "models" / "fast_rcnn" / "model_final.pth")
+    args = ["--images", "3", "--warmup", "1", "--out", str(versus_out), "--no-progress"]
+    code = main(["profile", "--checkpoint", checkpoint, "--generator", "r2cnn", "--baseline-generator",
+                 "sliding_window", "--baseline-set", "proposals.max_test=7", *args])  # fmt: skip
+    assert code == 0
+    figures = json.loads((versus_out / "profile.json").read_text())
+    baseline = figures["baseline"]
+    assert figures["generator"] == "r2cnn" and baseline["generator"] == "sliding_window"
+    assert figures["images"] == baseline["images"] == 3
+    assert figures["stages"]["total"]["images"] == baseline["stages"]["total"]["images"] == 3
+    assert 0 < baseline["proposals_per_image"] <= 7  # the baseline's own override
+    expected = baseline["seconds_per_image"] / figures["seconds_per_image"]
+    assert figures["speedup_vs_baseline"] == pytest.approx(expected)
+    report = (versus_out / "stages.md").read_text()
+    assert report.count("| stage |") == 2 and f"{expected:.2f}x" in report
+    assert (versus_out / "stages.png").stat().st_size > 1000
+
+
+def test_interleaved_runs_take_turns_and_warm_up_on_the_first_images():
+    from types import SimpleNamespace
+
+    from detaccel.benchmarks.detection import run_interleaved
+
+    calls = []
+
+    class Run:
+        def __init__(self, name, warmup):
+            self.name, self.timer, self.model = (
+                name,
+                SimpleNamespace(warmup=warmup),
+                SimpleNamespace(device="cpu"),
+            )
+
+        def step(self, record):
+            calls.append((self.name, record))
+
+        def figures(self, records, peak):
+            return {"name": self.name, "images": len(records)}
+
+    figures = run_interleaved([Run("a", 2), Run("b", 1)], ["r0", "r1", "r2"], progress=False)
+    assert figures == [{"name": "a", "images": 3}, {"name": "b", "images": 3}]
+    # Warm-up images first (a: two, b: one: the last of a's), then every image; turns reversed every other.
+    assert calls == [
+        ("a", "r0"),
+        ("b", "r1"), ("a", "r1"),
+        ("a", "r0"), ("b", "r0"),
+        ("b", "r1"), ("a", "r1"),
+        ("a", "r2"), ("b", "r2"),
+    ]  # fmt: skip
+
 
 @pytest.mark.parametrize(
     ("content", "extra", "message"),
