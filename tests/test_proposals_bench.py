@@ -116,3 +116,36 @@ def test_bench_reads_a_trained_checkpoints_features(tiny_voc, tmp_path):
     assert results["r2cnn"]["reads"].startswith("r2cnn on the given SmallBackbone at out, stride 8")
     assert results["r2cnn"]["proposals_per_image"] > 0 and results["r2cnn"]["backbone_time_median_s"] > 0
     assert main([*args, "--generators", "sliding_window", "--checkpoint", checkpoint, "--out", str(out)]) == 2
+
+
+def test_generators_take_turns_on_every_image_after_one_warm_up_each():
+    import numpy as np
+
+    from detaccel.benchmarks.proposals import benchmark_generators
+    from detaccel.data.records import ImageRecord
+    from detaccel.proposals.sliding_window import SlidingWindow
+
+    calls = []
+
+    class Recorded(SlidingWindow):
+        def generate(self, image, features=None, *, image_id=None):
+            calls.append((self.tag, image_id))
+            return super().generate(image, features, image_id=image_id)
+
+    generators = []
+    for tag, scale in (("small", 16), ("large", 48)):
+        generator = Recorded(scales=[scale])
+        generator.tag = tag
+        generators.append(generator)
+    box = np.array([[10.0, 10.0, 50.0, 40.0]])
+    records = [ImageRecord(f"i{k}", f"i{k}.png", 80, 64, box, [0], [False], [False]) for k in range(3)]
+    image = np.zeros((64, 80, 3), np.uint8)
+    small, large = benchmark_generators(generators, records, lambda record: image, progress=False)
+    assert calls == [
+        ("small", "i0"), ("large", "i0"),  # the warm-up, untimed
+        ("small", "i0"), ("large", "i0"),
+        ("large", "i1"), ("small", "i1"),
+        ("small", "i2"), ("large", "i2"),
+    ]  # fmt: skip
+    assert small["images"] == large["images"] == 3
+    assert small["proposals_per_image"] > large["proposals_per_image"]  # each kept its own boxes

@@ -4,7 +4,8 @@ For every generator: time per image (median and p90 of the whole call, and of
 the generator's own work apart from any backbone forward it runs), proposals
 per image, recall at IoU 0.5 and 0.7, AR@100/300/1000, and the recall curve
 against the number of proposals kept. Each generator first runs once on the
-first image, untimed (warm-up).
+first image, untimed (warm-up); then the generators take turns on every image,
+so that their times are measured under the same load.
 """
 
 from __future__ import annotations
@@ -32,40 +33,64 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
 
-def benchmark_generator(
-    generator: GeneratorBase,
+class _GeneratorRun:
+    """One generator's timings and proposals, image by image."""
+
+    def __init__(self, generator: GeneratorBase) -> None:
+        self.generator = generator
+        self.total: list[float] = []
+        self.own: list[float] = []
+        self.backbone: list[float] = []
+        self.proposals: dict[Any, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def step(self, record: ImageRecord, image: np.ndarray) -> None:
+        start = time.perf_counter()
+        result = self.generator.generate(image, image_id=record.image_id)
+        self.total.append(time.perf_counter() - start)
+        self.own.append(result.timings.get("proposals", 0.0) + result.timings.get("postprocess", 0.0))
+        if "backbone" in result.timings:
+            self.backbone.append(result.timings["backbone"])
+        self.proposals[record.image_id] = (result.boxes, result.scores)
+
+    def figures(self, records: Sequence[ImageRecord]) -> dict[str, Any]:
+        generator = self.generator
+        quality = proposal_recall(records, self.proposals, iou_thresholds=(0.5, 0.7), ar_limits=AR_LIMITS)
+        figures: dict[str, Any] = {
+            "generator": generator.name,
+            "parameters": {k: v for k, v in generator.parameters().items() if _is_plain(v)},
+            "images": len(records),
+            "time_median_s": _percentile(self.total, 50),
+            "time_p90_s": _percentile(self.total, 90),
+            "own_time_median_s": _percentile(self.own, 50),
+            "own_time_p90_s": _percentile(self.own, 90),
+            "backbone_time_median_s": _percentile(self.backbone, 50) if self.backbone else None,
+            "proposals_per_image": quality["mean_proposals"],
+        }
+        figures.update({name: quality[name] for name in REPORTED})
+        figures["recall_curve"] = quality["recall_curve"]
+        return figures
+
+
+def benchmark_generators(
+    generators: Sequence[GeneratorBase],
     records: Sequence[ImageRecord],
     load_image: Callable[[ImageRecord], np.ndarray],
     progress: bool = True,
-) -> tuple[dict[str, Any], dict[Any, tuple[np.ndarray, np.ndarray | None]]]:
-    """Run ``generator`` on every record; return its timing/quality figures and its proposals."""
+) -> list[dict[str, Any]]:
+    """Run every generator on every record, taking turns image by image (the order of the turns
+    reversed on every other image, so that a change in the machine's load falls on all alike); each
+    first runs once on the first image, untimed. The timing and quality figures of each, in order."""
+    runs = [_GeneratorRun(generator) for generator in generators]
     if records:
-        generator.generate(load_image(records[0]), image_id=records[0].image_id)  # warm-up
-    total, own, backbone, proposals = [], [], [], {}
-    for record in tqdm(records, desc=generator.name, unit="img", disable=not progress, leave=False):
+        for run in runs:
+            run.generator.generate(load_image(records[0]), image_id=records[0].image_id)  # warm-up
+    for index, record in enumerate(
+        tqdm(records, desc="images", unit="img", disable=not progress, leave=False)
+    ):
         image = load_image(record)
-        start = time.perf_counter()
-        result = generator.generate(image, image_id=record.image_id)
-        total.append(time.perf_counter() - start)
-        own.append(result.timings.get("proposals", 0.0) + result.timings.get("postprocess", 0.0))
-        if "backbone" in result.timings:
-            backbone.append(result.timings["backbone"])
-        proposals[record.image_id] = (result.boxes, result.scores)
-    quality = proposal_recall(records, proposals, iou_thresholds=(0.5, 0.7), ar_limits=AR_LIMITS)
-    figures: dict[str, Any] = {
-        "generator": generator.name,
-        "parameters": {k: v for k, v in generator.parameters().items() if _is_plain(v)},
-        "images": len(records),
-        "time_median_s": _percentile(total, 50),
-        "time_p90_s": _percentile(total, 90),
-        "own_time_median_s": _percentile(own, 50),
-        "own_time_p90_s": _percentile(own, 90),
-        "backbone_time_median_s": _percentile(backbone, 50) if backbone else None,
-        "proposals_per_image": quality["mean_proposals"],
-    }
-    figures.update({name: quality[name] for name in REPORTED})
-    figures["recall_curve"] = quality["recall_curve"]
-    return figures, proposals
+        for run in runs if index % 2 == 0 else reversed(runs):
+            run.step(record, image)
+    return [run.figures(records) for run in runs]
 
 
 def _is_plain(value: Any) -> bool:
@@ -78,7 +103,8 @@ def run_proposal_benchmark(
     out_dir: str | Path,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Benchmark each generator on ``records``; write ``results.json``, ``results.md`` and ``recall.png``."""
+    """Benchmark the generators on ``records``, taking turns image by image (:func:`benchmark_generators`);
+    write ``results.json``, ``results.md`` and ``recall.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache: dict[Any, np.ndarray] = {}
@@ -88,10 +114,10 @@ def run_proposal_benchmark(
             cache[record.image_id] = cv2.cvtColor(read_image(record.file_path), cv2.COLOR_RGB2BGR)
         return cache[record.image_id]
 
+    figures = benchmark_generators(list(generators.values()), records, load_image, progress)
     results = {}
-    for name, generator in tqdm(generators.items(), desc="generators", disable=not progress):
-        results[name], _ = benchmark_generator(generator, records, load_image, progress)
-        results[name]["reads"] = generator.describe()
+    for (name, generator), result in zip(generators.items(), figures, strict=True):
+        results[name] = {**result, "reads": generator.describe()}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "results.md").write_text(markdown_table(results))
     plot_recall(results, out / "recall.png")
