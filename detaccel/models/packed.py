@@ -130,7 +130,12 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kind, weight = self._prepare(x.device)
         if kind == "int8":
-            return torch.ops.quantized.linear_dynamic(x.float().contiguous(), weight).to(x.dtype)
+            # Activations in 7 bits on the x86 engines: their AVX2 kernels (no VNNI) sum u8 x s8 pairs in
+            # saturating 16-bit lanes, which overflow with 8-bit activations (as PyTorch's own dynamic
+            # quantisation does there; qnnpack has no such limit).
+            reduce_range = torch.backends.quantized.engine != "qnnpack"
+            out = torch.ops.quantized.linear_dynamic(x.float().contiguous(), weight, reduce_range)
+            return out.to(x.dtype)
         return nn.functional.linear(x, weight.to(x.dtype), self.bias.to(x.dtype))
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
