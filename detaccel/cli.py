@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from detaccel import __version__
+from detaccel.allocator import reuse_freed_memory
 
 # Modules of detaccel.commands, in the order their commands are listed.
 COMMAND_MODULES = (
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    reuse_freed_memory()  # per-image buffers reused, not page-faulted in anew (detaccel.allocator)
     try:
         return int(args.func(args) or 0)
     except CommandError as error:

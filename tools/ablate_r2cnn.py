@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from detaccel.allocator import reuse_freed_memory
 from detaccel.benchmarks.proposals import markdown_table, run_proposal_benchmark
 from detaccel.data import load_dataset
 from detaccel.models.detector_proposals import DetectorProposals
@@ -59,6 +60,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    reuse_freed_memory()  # as the detaccel command does (detaccel.allocator)
     torch.set_num_threads(args.threads)
     dataset = load_dataset("voc", args.data_root, args.split, classes=args.classes, split_dir=args.split_dir)
     records = list(dataset.records)[: args.max_images]

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from detaccel.allocator import reuse_freed_memory
 from detaccel.config.schema import EFFICIENTNET_LITE, BackboneConfig
 from detaccel.models.backbones import build_backbone
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
+    reuse_freed_memory()  # as the detaccel command does (detaccel.allocator)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = torch.randn(1, 3, args.height, args.width)

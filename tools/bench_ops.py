@@ -24,6 +24,7 @@ import torch
 import torchvision
 
 from detaccel import ops
+from detaccel.allocator import reuse_freed_memory
 
 LEVELS = (1, 2, 3, 6)
 SCALE = 1 / 16
@@ -285,6 +286,7 @@ def main() -> int:
         "--no-cuda", action="store_true", help="skip the CUDA cases even when a GPU is present"
     )
     args = parser.parse_args()
+    reuse_freed_memory()  # as the detaccel command does (detaccel.allocator)
     torch.set_num_threads(args.threads)
     info = machine()
     print(f"detaccel operator benchmark on {info['processor']}, {args.threads} threads", flush=True)

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from detaccel.allocator import reuse_freed_memory
 from detaccel.benchmarks.detection import detect_image
 from detaccel.engine import init_distributed
 from detaccel.engine.data import load_split
@@ -30,6 +31,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternations of off/on over all images")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    reuse_freed_memory()  # as the detaccel command does (detaccel.allocator)
     torch.set_num_threads(args.threads)
     config, model, _ = load_detector(args.checkpoint)
     records = list(load_split(config, config.data.test_split, init_distributed("cpu")).records)[: args.images]

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from detaccel.allocator import reuse_freed_memory
 from detaccel.commands.compress import parse_ranks
 from detaccel.models.svd import compress_head, linear_cost
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the detaccel command does (detaccel.allocator)
     if args.threads:
         torch.set_num_threads(args.threads)
 
