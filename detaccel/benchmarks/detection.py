@@ -7,7 +7,8 @@ proposals, roi_features, head, predictor, postprocess — and is scored with
 VOC07 mAP, COCO-style AP and proposal recall. R²-CNN proposals come from the
 detector's own conv map (SPPnet, Fast R-CNN), so they cost no extra backbone
 pass; R-CNN, which has no shared map, runs its backbone on the whole image for
-them.
+them. :func:`run_interleaved` runs several pairs on the same images taking
+turns, for ratios that a change in the machine's load cannot bias.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def run_interleaved(
 ) -> list[dict[str, Any]]:
     """Profile several pairs on the same images, taking turns image by image (the order of the turns
     reversed on every other image), so that a change in the machine's load falls on all of them alike;
-    the figures of each, in the order given. Each run's own ``warmup`` images come first."""
+    the figures of each, in the order given. Each run's own ``warmup`` images come first. Their
+    ``peak_memory_mb`` is the peak of all runs together (they share the process)."""
     warmup = max((run.timer.warmup for run in runs), default=0)
     schedule = list(records[:warmup]) + list(records)
     device = runs[0].model.device if runs else "cpu"
