@@ -24,6 +24,10 @@ TORCH_LIBRARY(detaccel, m) {
   // box growing in raster order; superlevel: level l's set is the cells >= l.
   m.def("r2cnn_level_boxes(Tensor levels, int num_levels, int max_boxes_per_level, int grouping=0,"
         " bool superlevel=False) -> (Tensor, Tensor)");
+  // Contrast score of each pixel box on one integrated map [H, W] whose cell c is centred at pixel
+  // offset + stride * c: the mean inside the box minus the mean over a ring of `ring` times its size.
+  m.def("r2cnn_contrast_scores(Tensor integrated, Tensor boxes, float stride_x, float offset_x, float stride_y,"
+        " float offset_y, float ring=0.5) -> Tensor");
 }
 
 // `import detaccel._C` loads this library, which registers the operators.

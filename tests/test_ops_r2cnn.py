@@ -318,3 +318,80 @@ def test_cuda_matches_cpu(dtype):
     assert [b.tolist() for b in ops.r2cnn_level_boxes(levels, 10)] == [
         b.tolist() for b in ops.r2cnn_level_boxes(levels.cpu(), 10)
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    count=st.integers(0, 40),
+    ring=st.sampled_from([0.0, 0.5, 2.0]),
+    plateaus=st.booleans(),
+)
+def test_contrast_scores_equal_the_numpy_reference(seed, height, width, count, ring, plateaus):
+    from detaccel.ops.reference import r2cnn_contrast_scores_reference
+
+    rng = np.random.default_rng(seed)
+    integrated = rng.random((height, width), dtype=np.float32)
+    if plateaus:  # equal values, as a quantised map has
+        integrated = np.round(integrated * 3) / 3
+    field = (float(rng.choice([1.0, 4.0, 8.0])), float(rng.uniform(-4, 4)), 8.0, 3.5)
+    # Boxes inside, across and wholly outside the map, some inverted or a fraction of a cell wide.
+    corners = rng.uniform(-30, 8 * max(height, width) + 30, size=(count, 2))
+    sizes = rng.uniform(-4, 60, size=(count, 2))
+    boxes = np.concatenate([corners, corners + sizes], axis=1)
+    expected = r2cnn_contrast_scores_reference(integrated, boxes, field, ring)
+    scores = ops.r2cnn_contrast_scores(torch.from_numpy(integrated), torch.from_numpy(boxes), field, ring)
+    assert scores.dtype == torch.float32 and scores.shape == (count,)
+    np.testing.assert_array_equal(scores.numpy(), expected)
+
+
+def test_contrast_scores_by_hand():
+    integrated = torch.zeros(5, 5)
+    integrated[1:4, 1:4] = 1.0  # a 3x3 blob on a unit grid (cell c centred at pixel c)
+    boxes = torch.tensor([[1.0, 1.0, 3.0, 3.0], [-9.0, -9.0, -8.0, -8.0], [0.0, 0.0, 4.0, 4.0]])
+    scores = ops.r2cnn_contrast_scores(integrated, boxes, (1.0, 0.0, 1.0, 0.0), 0.5)
+    # The blob: mean 1 inside, its ring (grown 1.5 cells, clipped to the 5x5 map) holds only zeros.
+    # Outside the map: clipped to the corner cell (0), ring 0. The whole map: no ring left.
+    assert scores.tolist() == [1.0, 0.0, pytest.approx(9 / 25)]
+
+
+@pytest.mark.parametrize(
+    ("integrated", "boxes", "field", "ring", "message"),
+    [
+        (torch.zeros(4, 4), torch.tensor([[0.0, 0.0, float("nan"), 2.0]]), (1, 0, 1, 0), 0.5, "non-finite"),
+        (
+            torch.full((4, 4), float("inf")),
+            torch.tensor([[0.0, 0.0, 1.0, 1.0]]),
+            (1, 0, 1, 0),
+            0.5,
+            "non-finite",
+        ),
+        (torch.zeros(4, 4), torch.zeros(3, 5), (1, 0, 1, 0), 0.5, r"\[K, 4\]"),
+        (torch.zeros(1, 4, 4), torch.zeros(1, 4), (1, 0, 1, 0), 0.5, r"\[H, W\]"),
+        (torch.zeros(4, 4, dtype=torch.int32), torch.zeros(1, 4), (1, 0, 1, 0), 0.5, r"\[H, W\]"),
+        (torch.zeros(0, 4), torch.zeros(1, 4), (1, 0, 1, 0), 0.5, "empty"),
+        (torch.zeros(4, 4), torch.zeros(1, 4), (0, 0, 1, 0), 0.5, "strides"),
+        (torch.zeros(4, 4), torch.zeros(1, 4), (1, float("nan"), 1, 0), 0.5, "offsets"),
+        (torch.zeros(4, 4), torch.zeros(1, 4), (1, 0, 1, 0), -1.0, "ring"),
+    ],
+)
+def test_contrast_scores_reject_bad_input(integrated, boxes, field, ring, message):
+    with pytest.raises(ValueError, match=message):
+        ops.r2cnn_contrast_scores(integrated, boxes, field, ring)
+
+
+def test_direct_contrast_operator_call_checks_before_reading():
+    with pytest.raises(RuntimeError, match="finite"):
+        torch.ops.detaccel.r2cnn_contrast_scores(
+            torch.zeros(4, 4), torch.tensor([[0.0, 0.0, float("nan"), 1.0]]), 1.0, 0.0, 1.0, 0.0, 0.5
+        )
+    with pytest.raises(RuntimeError, match="stride"):
+        torch.ops.detaccel.r2cnn_contrast_scores(
+            torch.zeros(4, 4), torch.zeros(1, 4), 0.0, 0.0, 1.0, 0.0, 0.5
+        )
+    with pytest.raises(RuntimeError, match="empty"):
+        torch.ops.detaccel.r2cnn_contrast_scores(
+            torch.zeros(0, 4), torch.zeros(1, 4), 1.0, 0.0, 1.0, 0.0, 0.5
+        )

@@ -364,11 +364,81 @@ std::tuple<at::Tensor, at::Tensor> r2cnn_level_boxes_cpu(const at::Tensor& level
   return {boxes, image_index};
 }
 
+// Contrast score of each pixel box on one integrated map (r2cnn_contrast_scores): the box is
+// mapped to cells ((p - offset) / stride), the cells inside it and those of the box grown by `ring`
+// times its size on every side (both rounded half up and clipped to the map, never inverted) are summed
+// with a summed-area table, and the score is the inside mean minus the mean of the ring between the
+// two (0 when the ring is empty). The table is accumulated down the rows, then along them, in double,
+// the order of numpy's cumsum(0).cumsum(1), so the scores equal the numpy reference's.
+at::Tensor r2cnn_contrast_scores_cpu(const at::Tensor& integrated, const at::Tensor& boxes, double stride_x,
+                                     double offset_x, double stride_y, double offset_y, double ring) {
+  TORCH_CHECK(integrated.dim() == 2, "integrated: expected a 2-D map [H, W], got ", integrated.dim(), " dims");
+  TORCH_CHECK(integrated.device().is_cpu() && boxes.device().is_cpu(), "integrated, boxes: expected CPU tensors");
+  TORCH_CHECK(at::isFloatingType(integrated.scalar_type()), "integrated: expected a floating-point tensor");
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "boxes: expected [K, 4]");
+  TORCH_CHECK(std::isfinite(stride_x) && std::isfinite(stride_y) && stride_x > 0 && stride_y > 0,
+              "stride: expected positive finite values");
+  TORCH_CHECK(std::isfinite(offset_x) && std::isfinite(offset_y), "offset: expected finite values");
+  TORCH_CHECK(std::isfinite(ring) && ring >= 0, "ring: expected a non-negative finite value");
+  const int64_t h = integrated.size(0), w = integrated.size(1), k = boxes.size(0);
+  at::Tensor scores = at::empty({k}, boxes.options().dtype(at::kFloat));
+  if (k == 0) {
+    return scores;
+  }
+  TORCH_CHECK(h > 0 && w > 0, "integrated: the map is empty");
+  const at::Tensor map = integrated.to(at::kDouble).contiguous();
+  const at::Tensor b = boxes.to(at::kDouble).contiguous();
+  const double* box = b.const_data_ptr<double>();
+  TORCH_CHECK(std::all_of(box, box + 4 * k, [](double v) { return std::isfinite(v); }),
+              "boxes: expected finite coordinates");
+  std::vector<double> table((h + 1) * (w + 1), 0.0);  // table[(y + 1) * (w + 1) + x + 1]: sum over [0, y] x [0, x]
+  const double* value = map.const_data_ptr<double>();
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) {
+      table[(y + 1) * (w + 1) + x + 1] = table[y * (w + 1) + x + 1] + value[y * w + x];
+    }
+  }
+  for (int64_t y = 1; y <= h; ++y) {
+    for (int64_t x = 1; x <= w; ++x) {
+      table[y * (w + 1) + x] += table[y * (w + 1) + x - 1];
+    }
+  }
+  // Rounded half up and clipped to [0, size - 1]: an index of the map whatever the coordinate.
+  auto cell = [](double v, int64_t size) {
+    return static_cast<int64_t>(std::min(std::max(std::floor(v + 0.5), 0.0), static_cast<double>(size - 1)));
+  };
+  struct Rect {
+    double sum;
+    int64_t area;
+  };
+  auto rect = [&](double x1, double y1, double x2, double y2) {
+    const int64_t cx1 = cell(x1, w), cy1 = cell(y1, h);
+    const int64_t cx2 = std::max(cell(x2, w), cx1), cy2 = std::max(cell(y2, h), cy1);
+    const int64_t row = w + 1;
+    const double sum = table[(cy2 + 1) * row + cx2 + 1] - table[cy1 * row + cx2 + 1] -
+                       table[(cy2 + 1) * row + cx1] + table[cy1 * row + cx1];
+    return Rect{sum, (cx2 - cx1 + 1) * (cy2 - cy1 + 1)};
+  };
+  float* out = scores.mutable_data_ptr<float>();
+  for (int64_t i = 0; i < k; ++i) {
+    const double x1 = (box[4 * i] - offset_x) / stride_x, y1 = (box[4 * i + 1] - offset_y) / stride_y;
+    const double x2 = (box[4 * i + 2] - offset_x) / stride_x, y2 = (box[4 * i + 3] - offset_y) / stride_y;
+    const double grow_x = ring * std::max(x2 - x1 + 1, 1.0), grow_y = ring * std::max(y2 - y1 + 1, 1.0);
+    const Rect inner = rect(x1, y1, x2, y2);
+    const Rect outer = rect(x1 - grow_x, y1 - grow_y, x2 + grow_x, y2 + grow_y);
+    const int64_t ring_area = outer.area - inner.area;
+    const double ring_mean = ring_area > 0 ? (outer.sum - inner.sum) / static_cast<double>(ring_area) : 0.0;
+    out[i] = static_cast<float>(inner.sum / static_cast<double>(inner.area) - ring_mean);
+  }
+  return scores;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(detaccel, CPU, m) {
   m.impl("r2cnn_feature_levels", &r2cnn_feature_levels_cpu);
   m.impl("r2cnn_level_boxes", &r2cnn_level_boxes_cpu);
+  m.impl("r2cnn_contrast_scores", &r2cnn_contrast_scores_cpu);
 }
 
 }  // namespace detaccel

@@ -187,3 +187,32 @@ def _original_groups(members: list[tuple[int, int]]) -> list[list[int]]:
                 remaining.append((y, x))
         groups.append([x1, y1, x2, y2])
     return groups
+
+
+def r2cnn_contrast_scores_reference(
+    integrated: np.ndarray,
+    boxes: np.ndarray,
+    field: tuple[float, float, float, float],
+    ring: float = 0.5,
+) -> np.ndarray:
+    """Contrast scores of pixel boxes ``[K, 4]`` on a map ``[H, W]``, in numpy (whole-array operations)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    height, width = np.shape(integrated)
+    stride_x, offset_x, stride_y, offset_y = field
+    cells = (boxes - np.array([offset_x, offset_y] * 2)) / np.array([stride_x, stride_y] * 2)
+    table = np.zeros((height + 1, width + 1), np.float64)
+    table[1:, 1:] = np.asarray(integrated, np.float64).cumsum(0).cumsum(1)
+    size = np.maximum(cells[:, 2:] - cells[:, :2] + 1, 1.0)
+    grown = np.concatenate([cells[:, :2] - ring * size, cells[:, 2:] + ring * size], axis=1)
+    rects = np.floor(np.concatenate([cells, grown]) + 0.5)
+    np.clip(rects, 0, (width - 1, height - 1, width - 1, height - 1), out=rects)
+    rects = rects.astype(np.int64)
+    np.maximum(rects[:, 2:], rects[:, :2], out=rects[:, 2:])
+    x1, y1, x2, y2 = rects.T
+    sums = table[y2 + 1, x2 + 1] - table[y1, x2 + 1] - table[y2 + 1, x1] + table[y1, x1]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    count = len(boxes)
+    inner_sum, outer_sum, inner_area, outer_area = sums[:count], sums[count:], areas[:count], areas[count:]
+    ring_area = outer_area - inner_area
+    ring_mean = np.where(ring_area > 0, (outer_sum - inner_sum) / np.maximum(ring_area, 1), 0.0)
+    return (inner_sum / inner_area - ring_mean).astype(np.float32)

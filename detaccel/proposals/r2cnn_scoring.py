@@ -13,8 +13,8 @@
 - :func:`boxes_from_sides`: the boxes a learned head's per-cell side distances
   describe at chosen cells (R²-CNN's learned local search).
 - :func:`contrast_scores`: a box's mean integrated value inside against a ring
-  around it (a summed-area table: O(1) per box), the cheap objectness R²-CNN's
-  boxes are sorted by before de-duplication.
+  around it (a summed-area table: O(1) per box, in a compiled operator), the
+  cheap objectness R²-CNN's boxes are sorted by before de-duplication.
 """
 
 from __future__ import annotations
@@ -107,13 +107,6 @@ def boxes_from_sides(
     )
 
 
-def _box_sums(
-    table: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray
-) -> np.ndarray:
-    """Sums over inclusive integer cell boxes (already clipped) from a padded summed-area table."""
-    return table[y2 + 1, x2 + 1] - table[y1, x2 + 1] - table[y2 + 1, x1] + table[y1, x1]
-
-
 def contrast_scores(
     integrated: np.ndarray,
     pixel_boxes: np.ndarray,
@@ -121,33 +114,19 @@ def contrast_scores(
     ring: float = 0.5,
 ) -> np.ndarray:
     """Objectness of each pixel box: mean of ``integrated`` ``[H, W]`` inside it minus the mean over a
-    ring of ``ring`` times its size around it (both on the feature cells it covers).
+    ring of ``ring`` times its size around it (both on the feature cells it covers), float32 ``[K]``.
 
     Boxes are mapped to cells through ``field`` (``(x, y)`` receptive fields). A box
     whose ring lies wholly outside the map is compared with nothing (ring mean 0).
+    Computed by the compiled operator ``ops.r2cnn_contrast_scores``.
     """
-    boxes = np.asarray(pixel_boxes, dtype=np.float64).reshape(-1, 4)
-    height, width = integrated.shape
+    from detaccel import ops
+
+    boxes = torch.from_numpy(np.asarray(pixel_boxes, dtype=np.float64).reshape(-1, 4))
     if not len(boxes):
         return np.zeros(0, np.float32)
+    values = integrated if isinstance(integrated, torch.Tensor) else torch.from_numpy(np.asarray(integrated))
     fx, fy = field
-    offset = np.array([fx.offset, fy.offset, fx.offset, fy.offset])
-    cells = (boxes - offset) / np.array([fx.stride, fy.stride, fx.stride, fy.stride])
-    table = np.zeros((height + 1, width + 1), np.float64)
-    table[1:, 1:] = np.asarray(integrated, np.float64).cumsum(0).cumsum(1)
-    size = np.maximum(cells[:, 2:] - cells[:, :2] + 1, 1.0)
-    grown = np.concatenate([cells[:, :2] - ring * size, cells[:, 2:] + ring * size], axis=1)
-    # Both rectangles of every box at once: rounded to cells, clipped to the map, never inverted.
-    rects = np.floor(np.concatenate([cells, grown]) + 0.5)
-    np.clip(rects, 0, (width - 1, height - 1, width - 1, height - 1), out=rects)
-    rects = rects.astype(np.int64)
-    np.maximum(rects[:, 2:], rects[:, :2], out=rects[:, 2:])
-    x1, y1, x2, y2 = rects.T
-    sums = _box_sums(table, x1, y1, x2, y2)
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    count = len(boxes)
-    inner_sum, outer_sum = sums[:count], sums[count:]
-    inner_area, outer_area = areas[:count], areas[count:]
-    ring_area = outer_area - inner_area
-    ring_mean = np.where(ring_area > 0, (outer_sum - inner_sum) / np.maximum(ring_area, 1), 0.0)
-    return (inner_sum / inner_area - ring_mean).astype(np.float32)
+    return ops.r2cnn_contrast_scores(
+        values, boxes, (fx.stride, fx.offset, fy.stride, fy.offset), ring
+    ).numpy()
