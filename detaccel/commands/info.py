@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key:18s} {value}")
     print("operators:")
     for name, backends in info["operators"].items():
-        print(f"  {name:20s} {', '.join(backends) if backends else 'unavailable'}")
+        print(f"  {name:22s} {', '.join(backends) if backends else 'unavailable'}")
     return 0
 
 

@@ -18,6 +18,7 @@ OPERATORS = (
     "batched_nms",
     "r2cnn_feature_levels",
     "r2cnn_level_boxes",
+    "r2cnn_contrast_scores",
 )
 _BACKENDS = ("CPU", "CUDA")
 

@@ -100,7 +100,8 @@ def r2cnn_ops() -> Any:
         raise RuntimeError(
             f"R²-CNN needs the compiled operators, but detaccel.ops failed to load: {error}"
         ) from error
-    missing = [n for n in ("r2cnn_feature_levels", "r2cnn_level_boxes") if not hasattr(ops, n)]
+    names = ("r2cnn_feature_levels", "r2cnn_level_boxes", "r2cnn_contrast_scores")
+    missing = [n for n in names if not hasattr(ops, n)]
     if missing:
         raise RuntimeError(
             f"R²-CNN needs detaccel.ops.{' and '.join(missing)}, missing from this build "
