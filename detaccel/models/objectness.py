@@ -61,8 +61,8 @@ class ObjectnessHead(nn.Module):
     the regression never disturbs the objectness map); the output is then ``[N, 5, h, w]``.
     ``conv="separable"``: each branch's 3x3 convolution is depthwise (per channel) followed by a
     1x1 to ``hidden`` channels (the same 3x3 window; ``9 * hidden / (9 + hidden)`` times fewer
-    multiply-adds, 7.9x at 64). At inference two full branches run as one (one 3x3 convolution to
-    ``2 * hidden`` channels, one block-diagonal 1x1): the same logits, the map read once.
+    multiply-adds, 7.9x at 64). Without gradients (inference) two full branches run as one (one 3x3
+    convolution to ``2 * hidden`` channels, one block-diagonal 1x1): the same logits, the map read once.
     """
 
     def __init__(self, in_channels: int, hidden: int = 64, boxes: bool = False, conv: str = "full") -> None:
