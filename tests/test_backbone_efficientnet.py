@@ -14,8 +14,8 @@ from detaccel.config import ConfigError, config_from_dict
 from detaccel.config.schema import BackboneConfig
 from detaccel.data.transforms import normalize
 from detaccel.models.backbones import (
-    IMAGENET_PIXEL_MEAN,
-    IMAGENET_PIXEL_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     BackboneWeightsError,
     EfficientNetLite,
     PretrainedWeightsNotInstalledError,
@@ -259,7 +259,7 @@ def test_every_backbone_has_its_input_normalisation(config):
         normalised = normalize(image, backbone.pixel_mean, backbone.pixel_std)
         np.testing.assert_allclose(normalised, expected, atol=1e-6)
     else:
-        assert (backbone.pixel_mean, backbone.pixel_std) == (IMAGENET_PIXEL_MEAN, IMAGENET_PIXEL_STD)
+        assert (backbone.pixel_mean, backbone.pixel_std) == (IMAGENET_MEAN, IMAGENET_STD)
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from detaccel.data import ImageRecord, load_voc, read_image
 from detaccel.data.samples import DetectionSamples, collate_samples, inference_samples
 from detaccel.data.synthetic import write_synthetic
 from detaccel.data.transforms import (
-    PIXEL_MEAN,
-    PIXEL_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     InferenceTransform,
     Resize,
     TrainTransform,
@@ -66,10 +66,10 @@ def test_normalize():
     out = normalize(image)
     assert out.shape == (3, 4, 5) and out.dtype == np.float32
     for c in range(3):
-        assert out[c, 0, 0] == pytest.approx((1.0 - PIXEL_MEAN[c]) / PIXEL_STD[c])
+        assert out[c, 0, 0] == pytest.approx((1.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c])
     # Every pixel and channel, against the formula in float64 (a channel mix-up or transposition fails).
     image = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)
-    expected = (image / 255.0 - np.asarray(PIXEL_MEAN)) / np.asarray(PIXEL_STD)
+    expected = (image / 255.0 - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
     np.testing.assert_allclose(normalize(image), expected.transpose(2, 0, 1), rtol=0, atol=1e-5)
 
 

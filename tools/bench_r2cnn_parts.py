@@ -2,11 +2,12 @@
 """Where a trained detector's R²-CNN spends its own time, part by part, and the backbone pass's page faults.
 
 Computes the map R²-CNN reads for each test image once, then runs the detector's proposal slot on
-those maps ``--rounds`` times, timing each part (the learned head, the levels and level boxes, the
-local search, the local maxima, the learned sides' boxes, the ranking with NMS, the final clean-up)
-by wrapping the functions that do it; prints the median over rounds of each part's milliseconds per
-image. Then times the backbone pass on one image and counts its minor page faults per forward (run
-with ``DETACCEL_MALLOC=default`` for glibc's default allocator settings).
+those maps ``--rounds`` times under the project's stage timer (:mod:`detaccel.profiling`): the parts
+are the stages R²-CNN itself reports (the learned head, the levels and level boxes, the local search,
+the local maxima, the learned sides' boxes, the ranking with NMS, the final clean-up). Prints the
+median over rounds of each part's milliseconds per image. Then times the backbone pass on one image
+and counts its minor page faults per forward (run with ``DETACCEL_MALLOC=default`` for glibc's
+default allocator settings).
 
     python tools/bench_r2cnn_parts.py --checkpoint outputs/synth_sides/detaccel/model_final.pth --images 90
 """
@@ -14,12 +15,10 @@ with ``DETACCEL_MALLOC=default`` for glibc's default allocator settings).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 
 import torch
 
@@ -29,46 +28,10 @@ from detaccel.data.transforms import batch_images
 from detaccel.engine import init_distributed
 from detaccel.engine.data import load_split
 from detaccel.engine.loading import load_detector
-from detaccel.models import proposal_generator
 from detaccel.models.proposal_generator import FeatureProposals
-from detaccel.proposals import r2cnn
+from detaccel.profiling import StageTimer, stage
 
-# (owner, attribute, part): the functions whose time is reported, each under its part's name.
-PARTS = (
-    ("head", None, "learned head"),
-    (r2cnn.R2CNN, "_rank", "ranking + NMS"),
-    (r2cnn.R2CNN, "_learned_boxes", "learned sides' boxes"),
-    (r2cnn, "local_maxima", "local maxima"),
-    (r2cnn, "local_search", "local search"),
-    (proposal_generator, "finalize_proposals", "clip + deduplicate"),
-)
-
-
-@contextlib.contextmanager
-def timed_parts(head: torch.nn.Module, seconds: dict[str, float]) -> Iterator[None]:
-    """Wrap each part's function so that its time adds to ``seconds[part]``; unwrapped on exit."""
-    saved = []
-    for owner, name, part in PARTS:
-        owner, name = (head, "forward") if owner == "head" else (owner, name)
-        original = getattr(owner, name)
-
-        def wrapper(*args, _original=original, _part=part, **kwargs):
-            start = time.perf_counter()
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                seconds[_part] += time.perf_counter() - start
-
-        saved.append((owner, name, original, name in vars(owner)))
-        setattr(owner, name, wrapper)
-    try:
-        yield
-    finally:
-        for owner, name, original, own in reversed(saved):
-            if own:  # a module's or class's function: put it back
-                setattr(owner, name, original)
-            else:  # the head instance's forward: drop the wrapper, the class's method shows again
-                delattr(owner, name)
+OWN_TIME = "proposals"
 
 
 def backbone_pass(model: torch.nn.Module, record) -> tuple[float, float, str]:
@@ -104,23 +67,22 @@ def main() -> int:
         for record in records:
             (item,) = model.test_transform(read_image(record.file_path))
             batch, sizes = batch_images([torch.from_numpy(item.image)], model.size_divisibility)
-            maps = model.backbone.forward_stages(batch, [s for s in source.stages if s != "out"])
-            inputs.append((source.combine(maps), sizes, [item.scale]))
-        for feature_map, sizes, scales in inputs[:2]:
-            source.propose_from_features(feature_map, sizes, scales)  # warm-up
+            inputs.append((model._maps(batch)[1], sizes, [item.scale]))
         rounds: dict[str, list[float]] = defaultdict(list)
         for _ in range(args.rounds):
-            seconds: dict[str, float] = defaultdict(float)
-            head = source.objectness if source.objectness is not None else torch.nn.Identity()
-            with timed_parts(head, seconds):
-                start = time.perf_counter()
+            timer = StageTimer(warmup=2)
+            with timer.activate():
                 for feature_map, sizes, scales in inputs:
-                    source.propose_from_features(feature_map, sizes, scales)
-                seconds["total (own time)"] = time.perf_counter() - start
-            named = sum(v for k, v in seconds.items() if not k.startswith("total"))
-            seconds["the rest (levels, level boxes, upsampling, glue)"] = seconds["total (own time)"] - named
-            for part, value in seconds.items():
-                rounds[part].append(1e3 * value / len(inputs))
+                    with timer.image(), stage(OWN_TIME):
+                        source(feature_map, sizes, scales, model.objectness)
+            summary = timer.summary()
+            named = 0.0
+            for name, stats in summary.items():
+                if name.startswith(OWN_TIME + "/"):
+                    rounds[name.split("/", 1)[1]].append(1e3 * stats.mean)
+                    named += stats.mean
+            rounds["total (own time)"].append(1e3 * summary[OWN_TIME].mean)
+            rounds["the rest (glue)"].append(1e3 * (summary[OWN_TIME].mean - named))
     print(f"R²-CNN own time by part, ms per image (median of {args.rounds} rounds, {len(inputs)} images):")
     print("| part | ms / image |\n|---|---:|")
     for part, values in rounds.items():

@@ -299,7 +299,7 @@ def main() -> int:
     }
     print(f"detaccel {config.model.family}: training for {args.seconds:.0f} s", file=sys.stderr)
     trained = Trainer(config, out / "detaccel", DistInfo(), progress=True).train()
-    model = trained["model"].eval()
+    model, config = trained["model"].eval(), trained["config"]
     results["detaccel"] = {"iterations": trained["iterations"], "train_seconds": trained["train_seconds"]}
     generators = args.generators.split(",") if args.generators else [config.proposals.name]
     given = {}

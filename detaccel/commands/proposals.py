@@ -65,10 +65,10 @@ def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> tuple[Any, Any]:
     from detaccel.cli import CommandError
     from detaccel.engine import CheckpointError
     from detaccel.engine.loading import load_detector
+    from detaccel.config.r2cnn import generator_kwargs, r2cnn_settings
     from detaccel.models.detector_proposals import DetectorProposals
     from detaccel.models.proposal_generator import reads_own_features
     from detaccel.proposals import build_generator
-    from detaccel.proposals.box_shapes import SHAPES_SCALE
 
     try:
         config, model, _ = load_detector(checkpoint)
@@ -78,11 +78,12 @@ def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> tuple[Any, Any]:
     if reads_own_features(proposals.name, proposals.params):
         saved = dict(proposals.params)
         if "shapes" in params:
-            saved.pop(SHAPES_SCALE, None)  # shapes given here are pixels at this scale
+            saved.pop("shapes_scale", None)  # shapes given here are pixels at this scale
         model.set_proposal_generator(proposals.name, {**saved, **params})
         return DetectorProposals(model), config
     size = {"short_side": config.data.test_scale, "max_side": config.data.max_size}
-    return build_generator("r2cnn", **{"backbone": model.backbone, **size, **params}), config
+    kwargs = generator_kwargs(r2cnn_settings({**size, **params}, "--set r2cnn"))
+    return build_generator("r2cnn", **{**kwargs, "backbone": model.backbone}), config
 
 
 def run_bench(args: argparse.Namespace) -> int:

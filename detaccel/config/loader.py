@@ -247,7 +247,30 @@ def validate(config: Config) -> Config:
         raise ConfigError("config key 'eval.nms_threshold': must be in [0, 1]")
     _check_positive("eval.max_per_image", config.eval.max_per_image)
     _check_positive("eval.refine_passes", config.eval.refine_passes, allow_zero=True)
+    check_proposal_params(config.proposals.name, config.proposals.params)
     return config
+
+
+def check_proposal_params(name: str, params: Mapping[str, Any], key: str = "proposals.params") -> None:
+    """``params`` of generator ``name`` checked before any data is read: R²-CNN's against
+    :class:`~detaccel.config.r2cnn.R2CNNSettings` (keys, types, choices), another generator's keys
+    against its constructor's parameters."""
+    from detaccel.config.r2cnn import r2cnn_settings
+    from detaccel.proposals.registry import canonical_name, generator_parameters
+
+    try:
+        known = generator_parameters(name)
+    except ValueError as error:
+        raise ConfigError(f"config key 'proposals.name': {error}") from None
+    if canonical_name(name) == "r2cnn":
+        r2cnn_settings(params, key)
+        return
+    unknown = [str(k) for k in params if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{key}.{unknown[0]}' (parameters of {canonical_name(name)}: "
+            f"{', '.join(sorted(known))})"
+        )
 
 
 def config_from_dict(mapping: Mapping[str, Any]) -> Config:
@@ -258,6 +281,25 @@ def config_from_dict(mapping: Mapping[str, Any]) -> Config:
 def config_to_dict(config: Config) -> dict[str, Any]:
     """The configuration as plain nested dicts and lists (YAML/JSON and checkpoint safe)."""
     return dataclasses.asdict(config)
+
+
+def resolved_config_dict(config: Config) -> dict[str, Any]:
+    """:func:`config_to_dict` with every default spelled out, R²-CNN's settings included."""
+    from detaccel.config.r2cnn import r2cnn_settings, settings_dict
+    from detaccel.proposals.registry import canonical_name
+
+    mapping = config_to_dict(config)
+    if canonical_name(config.proposals.name) == "r2cnn":
+        mapping["proposals"]["params"] = settings_dict(r2cnn_settings(config.proposals.params))
+    return mapping
+
+
+def write_resolved_config(config: Config, path: str | PathLike) -> Path:
+    """Write the configuration as :func:`resolved_config_dict` (YAML that :func:`load_config` reads)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(resolved_config_dict(config), sort_keys=False), encoding="utf-8")
+    return path
 
 
 def apply_overrides(mapping: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

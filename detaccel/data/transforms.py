@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 # ImageNet statistics of RGB images scaled to [0, 1].
-PIXEL_MEAN = (0.485, 0.456, 0.406)
-PIXEL_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resize_scale(height: int, width: int, target_size: int, max_size: int) -> float:
@@ -56,7 +56,7 @@ def hflip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
 
 
 def normalize(
-    image: np.ndarray, mean: Sequence[float] = PIXEL_MEAN, std: Sequence[float] = PIXEL_STD
+    image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> np.ndarray:
     """``uint8`` ``[H, W, 3]`` to float32 ``[3, H, W]``: ``(pixel / 255 - mean) / std`` per channel.
 
@@ -123,8 +123,8 @@ class TrainTransform:
         self,
         resize: Resize = Resize(),
         flip_probability: float = 0.5,
-        mean: Sequence[float] = PIXEL_MEAN,
-        std: Sequence[float] = PIXEL_STD,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         self.resize, self.flip_probability, self.mean, self.std = resize, flip_probability, mean, std
 
@@ -145,7 +145,7 @@ class InferenceTransform:
     """Every scale of ``resize.scales`` (multi-scale testing), normalised; no flip."""
 
     def __init__(
-        self, resize: Resize = Resize(), mean: Sequence[float] = PIXEL_MEAN, std: Sequence[float] = PIXEL_STD
+        self, resize: Resize = Resize(), mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
     ) -> None:
         self.resize, self.mean, self.std = resize, mean, std
 

@@ -87,15 +87,48 @@ def load_checkpoint(path: str | PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load ``state`` into ``model`` or raise :class:`CheckpointError` listing the keys that disagree."""
+# Where earlier versions kept the detector's trained parts: old key prefix -> new one.
+MOVED_PREFIXES = (
+    ("proposal_generator.objectness.", "objectness."),
+    ("roi_features.", "roi_heads.roi_features."),
+    ("head.", "roi_heads.head."),
+    ("predictor.", "roi_heads.predictor."),
+)
+EXTRA_STATE = "_extra_state"
+
+
+def migrate_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A state dict of an earlier layout with its keys where the detector now keeps them (lossless:
+    the objectness head moved out of the proposal slot, the RoI features, head and predictor into
+    ``roi_heads``)."""
+    out = {}
+    for key, value in state.items():
+        for old, new in MOVED_PREFIXES:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = value
+    return out
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """Load ``state`` (of this layout or an earlier one, :func:`migrate_state`) into ``model`` or raise
+    :class:`CheckpointError` listing the keys that disagree.
+
+    Non-tensor state a checkpoint of an earlier version lacks (the stage an objectness head reads, the
+    typical box shapes) keeps the value the model was built with from the checkpoint's configuration.
+    """
+    state = migrate_state(state)
     expected = model.state_dict()
+    for key, value in expected.items():
+        if key.endswith(EXTRA_STATE) and key not in state:
+            state[key] = value
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [
         f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)})"
         for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
+        if k in state and isinstance(v, torch.Tensor) and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
     ]
     if missing or unexpected or shapes:
         parts = []

@@ -110,12 +110,11 @@ def _cache_path(config: Config, dataset: DetectionDataset, cache_dir: Path) -> P
 
 def compute_proposals(config: Config, records: Sequence[ImageRecord], progress: bool = True) -> list[Any]:
     """Run the configured generator on every record's image: ``[(boxes, scores or None), ...]``."""
-    from detaccel.models.proposal_generator import generator_params
-    from detaccel.proposals import build_generator
+    from detaccel.models.proposal_generator import build_proposal_source
 
     name = config.proposals.name
     try:
-        generator = build_generator(name, **generator_params(name, config.proposals.params, None))
+        generator = build_proposal_source(name, config.proposals.params, backbone=None).generator
     except (TypeError, ValueError) as error:
         raise DataSetupError(f"proposals: {error}") from None
     out = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import sys
@@ -15,7 +16,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from detaccel.config.loader import config_to_dict
+from detaccel.config.loader import config_to_dict, write_resolved_config
+from detaccel.config.r2cnn import r2cnn_settings
 from detaccel.config.schema import Config
 from detaccel.engine.checkpoint import (
     CheckpointError,
@@ -30,13 +32,13 @@ from detaccel.engine.distributed import DistInfo, all_gather_objects, barrier
 from detaccel.engine.logging import MetricsWriter, plot_loss_curve
 from detaccel.engine.schedule import StepSchedule
 from detaccel.models.detector import RegionDetector, build_detector
-from detaccel.models.losses import detection_loss
 from detaccel.models.proposal_generator import shapes_input_size
-from detaccel.models.sampling import assign_targets, sample_rois, sampling_options
 from detaccel.proposals.box_shapes import resolve_shapes
+from detaccel.proposals.registry import canonical_name
 
 LAST_CHECKPOINT = "last_checkpoint.pth"
 FINAL_MODEL = "model_final.pth"
+RESOLVED_CONFIG = "config.yaml"
 ARCHITECTURE_SECTIONS = ("model", "backbone", "roi_features", "head")
 # Keys of those sections that do not change the weights (where they come from, how inference runs).
 NON_ARCHITECTURE_KEYS = ("weights", "fold_batchnorm", "channels_last")
@@ -93,11 +95,32 @@ def check_same_architecture(saved: dict[str, Any], config: Config, source: str) 
         )
 
 
-def _non_crowd(boxes: torch.Tensor, labels: torch.Tensor, crowd: torch.Tensor | None):
-    if crowd is None or not bool(crowd.any()):
-        return boxes, labels
-    keep = ~crowd
-    return boxes[keep], labels[keep]
+def batch_targets(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-image targets :meth:`RegionDetector.forward` takes, from a collated training batch
+    (R-CNN's region-centric batches: with each image's ``windows``)."""
+    count = len(batch["boxes"])
+    proposals = batch.get("proposals") or [None] * count
+    targets = [
+        {
+            "boxes": batch["boxes"][i],
+            "labels": batch["labels"][i],
+            "crowd": batch["crowd"][i],
+            "image_size": tuple(batch["image_sizes"][i]),
+            "proposals": proposals[i],
+        }
+        for i in range(count)
+    ]
+    if "windows" in batch:
+        for target in targets:
+            target["windows"] = []
+        for slot, window in batch["windows"]:
+            targets[slot]["windows"].append(window)
+    return targets
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The sum of the ``loss_*`` entries of a loss dict (the others are figures to log)."""
+    return sum(value for key, value in losses.items() if key.startswith("loss_"))
 
 
 class Trainer:
@@ -111,7 +134,9 @@ class Trainer:
         resume: str | Path | bool | None = None,
         progress: bool = True,
     ) -> None:
-        self.config, self.out_dir, self.info, self.progress = config, Path(out_dir), info, progress
+        # A copy: what training resolves (classes, R²-CNN's shapes) goes into it, never into the caller's.
+        self.config = copy.deepcopy(config)
+        self.out_dir, self.info, self.progress = Path(out_dir), info, progress
         self.resume = resume
         self.categories: dict[int, str] | None = None
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,75 +168,8 @@ class Trainer:
 
     # -- one iteration ----------------------------------------------------------
 
-    def _image_centric_step(self, batch: dict[str, Any], iteration: int):
-        config, train = self.config, self.config.train
-        generator = torch.Generator().manual_seed(hash((train.seed, iteration, self.info.rank)) & 0x7FFFFFFF)
-        rois, labels, targets = [], [], []
-        for i, gt in enumerate(batch["boxes"]):
-            gt, gt_labels = _non_crowd(gt, batch["labels"][i], batch["crowd"][i])
-            proposals = batch.get("proposals", [None] * len(batch["boxes"]))[i]
-            if proposals is None:
-                proposals = torch.zeros((0, 4))
-            proposals = proposals[: config.proposals.max_train]
-            sampled = sample_rois(
-                proposals,
-                gt,
-                gt_labels,
-                **sampling_options(config),
-                generator=generator,
-            )
-            if len(sampled) == 0:  # no objects and no proposals: the whole image as background
-                height, width = batch["image_sizes"][i]
-                sampled.boxes = torch.tensor([[0.0, 0.0, width - 1.0, height - 1.0]])
-                sampled.labels = torch.zeros(1, dtype=torch.long)
-                sampled.targets = torch.zeros((1, 4))
-            rois.append(torch.cat((sampled.boxes.new_full((len(sampled), 1), i), sampled.boxes), dim=1))
-            labels.append(sampled.labels)
-            targets.append(sampled.targets)
-        return torch.cat(rois), torch.cat(labels), torch.cat(targets)
-
-    def _feature_rois(self, model: RegionDetector, batch: dict[str, Any], iteration: int, sampled: dict):
-        """A function of the batch's proposal map that proposes with R²-CNN (current weights), samples
-        the training RoIs among the proposals and ground truth, and leaves ``labels`` and ``targets``
-        in ``sampled`` (and ``objectness``, the loss of a learned objectness head)."""
-
-        def rois(proposal_map: torch.Tensor) -> torch.Tensor:
-            sizes = batch["image_sizes"]
-            source = model.proposal_generator
-            logits = None
-            if source.objectness is not None:
-                gt = [_non_crowd(b, lab, c)[0] for b, lab, c in zip(
-                    batch["boxes"], batch["labels"], batch["crowd"], strict=True
-                )]  # fmt: skip
-                sampled["objectness"], logits = source.objectness_loss(
-                    proposal_map, [b.to(proposal_map.device) for b in gt]
-                )
-            boxes = source.propose_from_features(proposal_map, sizes, [1.0] * len(sizes), logits)
-            batch["proposals"] = [torch.from_numpy(b) for b in boxes]
-            chosen, sampled["labels"], sampled["targets"] = self._image_centric_step(batch, iteration)
-            return chosen.to(proposal_map.device)
-
-        return rois
-
-    def _region_centric_step(self, batch: dict[str, Any]):
-        config = self.config
-        by_slot: dict[int, list[int]] = defaultdict(list)
-        for slot, window in batch["windows"]:
-            by_slot[slot].append(window)
-        rois, labels, targets = [], [], []
-        for slot, windows in by_slot.items():
-            gt, gt_labels = _non_crowd(batch["boxes"][slot], batch["labels"][slot], batch["crowd"][slot])
-            proposals = batch["proposals"][slot]
-            proposals = torch.zeros((0, 4)) if proposals is None else proposals[: config.proposals.max_train]
-            candidates = torch.cat((batch["boxes"][slot], proposals))[torch.tensor(windows)]
-            iou, window_labels, window_targets = assign_targets(
-                candidates, gt, gt_labels, tuple(config.model.box_weights)
-            )
-            window_labels = torch.where(iou >= config.train.fg_iou, window_labels, 0)
-            rois.append(torch.cat((candidates.new_full((len(candidates), 1), slot), candidates), dim=1))
-            labels.append(window_labels)
-            targets.append(window_targets)
-        return torch.cat(rois), torch.cat(labels), torch.cat(targets)
+    def _sampling_seed(self, iteration: int) -> int:
+        return hash((self.config.train.seed, iteration, self.info.rank)) & 0x7FFFFFFF
 
     # -- the loop ---------------------------------------------------------------
 
@@ -225,17 +183,17 @@ class Trainer:
             config.data.classes = list(dataset.class_names)
         # R²-CNN's shapes: auto becomes the training boxes' typical shapes, saved in the checkpoint's config.
         proposals = config.proposals
-        size = shapes_input_size(
-            proposals.name, proposals.params, config.data.test_scale, config.data.max_size
-        )
-        resolve_shapes(proposals.params, dataset.records, *size)
+        if canonical_name(proposals.name) == "r2cnn":
+            size = shapes_input_size(r2cnn_settings(proposals.params), config.data.test_scale, config.data.max_size)
+            resolve_shapes(proposals.params, dataset.records, *size)
         model = build_detector(config, len(dataset.class_names), dataset.class_names).to(info.device)
-        from_features = not model.proposal_generator.cacheable
-        if from_features and model.roi_features.per_region:
+        if model.proposal_generator.reads_features and model.roi_features.per_region:
             raise ValueError(
                 "R-CNN samples its training regions once from cached proposals; R²-CNN on the model's own "
                 "features trains SPPnet and Fast R-CNN (give R-CNN an image-based generator)"
             )
+        if info.is_main:
+            write_resolved_config(config, self.out_dir / RESOLVED_CONFIG)
         records = records_for_model(config, dataset, model, self.cache_dir(), info, self.progress)
         if model.predictor.svm is not None:
             model.predictor.svm.requires_grad_(False)  # trained after fine-tuning (engine.svm)
@@ -290,30 +248,11 @@ class Trainer:
             scheduler.apply(iteration, elapsed)
             if region_pool is not None:
                 batch = region_pool.batch(iteration, model.size_divisibility)
-                rois, labels, targets = self._region_centric_step(batch)
             else:
                 batch = next(batches)
-                if not from_features:
-                    rois, labels, targets = self._image_centric_step(batch, iteration)
             images = batch["images"].to(info.device)
-            sampled: dict[str, torch.Tensor] = {}
-            if from_features:
-                class_logits, box_deltas = wrapped(
-                    images, self._feature_rois(model, batch, iteration, sampled)
-                )
-                labels, targets = sampled["labels"], sampled["targets"]
-            else:
-                class_logits, box_deltas = wrapped(images, rois.to(info.device))
-            losses = detection_loss(
-                class_logits,
-                box_deltas,
-                labels.to(info.device),
-                targets.to(info.device),
-                train.box_loss_weight,
-            )
-            if "objectness" in sampled:
-                losses["objectness"] = sampled["objectness"]
-                losses["loss"] = losses["loss"] + sampled["objectness"]
+            losses = wrapped(images, batch_targets(batch), self._sampling_seed(iteration))
+            losses["loss"] = total_loss(losses)
             loss_value = float(losses["loss"].detach())
             if not math.isfinite(loss_value):
                 raise FloatingPointError(
@@ -325,7 +264,6 @@ class Trainer:
             done = iteration + 1
             for key, value in losses.items():
                 window[key].append(float(value.detach()))
-            window["fg"].append(float((labels > 0).float().mean()))
             if done % train.log_period == 0 or done == train.max_iter:
                 entry = {k: sum(v) / len(v) for k, v in window.items()}
                 window.clear()
@@ -363,6 +301,7 @@ class Trainer:
                 file=sys.stderr,
             )
         result: dict[str, Any] = {
+            "config": config,  # as resolved for training (classes, R²-CNN's shapes)
             "train_seconds": seconds,
             "iterations": iterations,
             "model": model,

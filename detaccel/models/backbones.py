@@ -36,14 +36,13 @@ from torch.nn import functional as F
 from torchvision.ops import FrozenBatchNorm2d
 
 from detaccel.config.schema import EFFICIENTNET_LITE, BackboneConfig
+from detaccel.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from detaccel.models.fusion import inference_copy
 
 if TYPE_CHECKING:
     from detaccel.proposals.receptive_field import ReceptiveField
 
 # ImageNet statistics of RGB images scaled to [0, 1] (torchvision's classifiers).
-IMAGENET_PIXEL_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_PIXEL_STD = (0.229, 0.224, 0.225)
 # EfficientNet-Lite's own input normalisation, (pixel - 127) / 128 on 0-255 RGB pixels.
 EFFICIENTNET_LITE_PIXEL_MEAN = (127.0 / 255.0,) * 3
 EFFICIENTNET_LITE_PIXEL_STD = (128.0 / 255.0,) * 3
@@ -168,8 +167,8 @@ class Backbone(nn.Module):
     body: nn.Sequential
     out_channels: int
     stride: int
-    pixel_mean: tuple[float, float, float] = IMAGENET_PIXEL_MEAN
-    pixel_std: tuple[float, float, float] = IMAGENET_PIXEL_STD
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
+    pixel_std: tuple[float, float, float] = IMAGENET_STD
 
     def _stages(self) -> dict[str, Stage]:
         raise NotImplementedError

@@ -1,40 +1,51 @@
-"""A region-based detector as one forward: backbone, proposal generator, RoI features, head, predictor.
+"""A region-based detector as one forward: backbone, proposal generator, RoI heads.
 
-:meth:`RegionDetector.predict` is the one inference path (evaluation, the
-benchmark, the profiler and ``detaccel detect`` all call it): RGB images →
-preprocess → backbone → proposals → RoI features → head → predictor →
-post-process, each stage timed by :mod:`detaccel.profiling`. Training calls
-:meth:`RegionDetector.forward` with RoIs, or with a function that samples them
-from the proposals of the batch's own feature map (R²-CNN on the current weights).
+Training: ``model(images, targets)`` returns a dict of losses, each from the
+stage that makes it (the proposal generator's ``loss_objectness`` /
+``loss_sides`` with R²-CNN's learned head; the RoI heads' ``loss_cls`` and
+``loss_box``), plus figures to log (``accuracy``, ``fg_fraction``); the trainer
+sums the ``loss_*`` entries. Inference: :meth:`RegionDetector.predict` is the
+one path (evaluation, the benchmark, the profiler and ``detaccel detect`` all
+call it): RGB images → preprocess → backbone → proposals → RoI features → head
+→ predictor → post-process, each stage timed by :mod:`detaccel.profiling`.
+
+What training learns is a member of the detector: the backbone, the RoI heads,
+R²-CNN's objectness head (:attr:`RegionDetector.objectness`) and the typical box
+shapes (:attr:`RegionDetector.box_shapes`). The proposal slot holds no weights,
+so putting another generator in it and back changes nothing learned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from detaccel.config.r2cnn import r2cnn_settings
 from detaccel.config.schema import Config
-from detaccel.data.transforms import PIXEL_MEAN, PIXEL_STD, InferenceTransform, Resize, batch_images
+from detaccel.data.transforms import IMAGENET_MEAN, IMAGENET_STD, InferenceTransform, Resize, batch_images
 from detaccel.models.backbones import build_backbone
+from detaccel.models.box_shapes import BoxShapes
 from detaccel.models.heads import FCHead
+from detaccel.models.objectness import ObjectnessHead
 from detaccel.models.packed import install_packed_layers
-from detaccel.models.postprocess import decode_pixel_boxes, postprocess_detections
+from detaccel.models.postprocess import clip_pixel_boxes, decode_pixel_boxes, postprocess_detections
 from detaccel.models.predictor import Predictor
 from detaccel.models.proposal_generator import (
     FeatureProposals,
     ProposalSource,
+    build_objectness_head,
     build_proposal_source,
-    proposal_source_from_config,
 )
 from detaccel.models.roi_features import build_roi_features
+from detaccel.models.roi_heads import RoIHeads, non_crowd, roi_rows
+from detaccel.models.sampling import sampling_options
 from detaccel.profiling import stage
-from detaccel.proposals.box_shapes import SHAPES_SCALE
-
-RoIs = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+from detaccel.proposals.registry import canonical_name
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,9 +94,13 @@ class RegionDetector(nn.Module):
     """R-CNN, SPPnet or Fast R-CNN (by the RoI feature extractor) with its proposal generator.
 
     Members, in the order of the forward: ``backbone``, ``proposal_generator``
-    (:mod:`detaccel.models.proposal_generator`), ``roi_features``, ``head``,
-    ``predictor``. Test-time resizing, normalisation (the backbone's own
-    ``pixel_mean``/``pixel_std``) and post-processing come from the configuration.
+    (:mod:`detaccel.models.proposal_generator`; holds no weights), ``roi_heads``
+    (:class:`~detaccel.models.roi_heads.RoIHeads`: ``roi_features``, ``head``,
+    ``predictor``, also reachable as attributes of the detector); the trained parts
+    R²-CNN reads, ``objectness`` (``None`` unless trained with ``reduction:
+    objectness``) and ``box_shapes``. Test-time resizing, normalisation (the
+    backbone's own ``pixel_mean``/``pixel_std``) and post-processing come from the
+    configuration.
     """
 
     def __init__(self, config: Config, num_classes: int, class_names: Sequence[str] | None = None) -> None:
@@ -99,23 +114,51 @@ class RegionDetector(nn.Module):
         self.family = config.model.family
         self.box_weights = tuple(config.model.box_weights)
         self.backbone = build_backbone(config.backbone)
-        self.proposal_generator: ProposalSource = proposal_source_from_config(
-            config.proposals, self.backbone, config.data.test_scale
-        )
-        # What the slot was built from, to rebuild it when the test scale changes its shapes' pixels.
-        self._proposal_spec = (config.proposals.name, dict(config.proposals.params), config.data.test_scale)
-        self.roi_features = build_roi_features(
+        proposals = config.proposals
+        self.objectness: ObjectnessHead | None = build_objectness_head(proposals.name, proposals.params, self.backbone)
+        self.box_shapes = BoxShapes()
+        if canonical_name(proposals.name) == "r2cnn":
+            settings = r2cnn_settings(proposals.params)
+            if isinstance(settings.shapes, list) and settings.shapes:
+                self.box_shapes.set(settings.shapes, settings.shapes_scale)
+        self.max_test = proposals.max_test
+        self.test_scale = int(config.data.test_scale)
+        self._proposal_spec: tuple[str, dict, int] = (proposals.name, dict(proposals.params), self.test_scale)
+        self.proposal_generator: ProposalSource = self._build_source(proposals.name, proposals.params)
+        roi_features = build_roi_features(
             config.roi_feature_type, config.roi_features, self.backbone.out_channels, self.backbone.stride
         )
-        self.head = FCHead(
-            self.roi_features.output_dim, config.head.fc_dims, config.head.dropout, config.head.svd_ranks
+        head = FCHead(roi_features.output_dim, config.head.fc_dims, config.head.dropout, config.head.svd_ranks)
+        predictor = Predictor(head.out_dim, num_classes, svm=config.model.classifier == "svm")
+        self.roi_heads = RoIHeads(
+            roi_features, head, predictor, sampling_options(config), proposals.max_train, config.train.box_loss_weight
         )
-        self.predictor = Predictor(self.head.out_dim, num_classes, svm=config.model.classifier == "svm")
         if config.head.packed:
             install_packed_layers(self, config.head.packed)
-        self.pixel_mean = tuple(getattr(self.backbone, "pixel_mean", PIXEL_MEAN))
-        self.pixel_std = tuple(getattr(self.backbone, "pixel_std", PIXEL_STD))
+        self.pixel_mean = tuple(getattr(self.backbone, "pixel_mean", IMAGENET_MEAN))
+        self.pixel_std = tuple(getattr(self.backbone, "pixel_std", IMAGENET_STD))
         self.configure_inference(config)
+
+    # The RoI heads' parts, as attributes of the detector.
+    @property
+    def roi_features(self) -> nn.Module:
+        return self.roi_heads.roi_features
+
+    @property
+    def head(self) -> nn.Module:
+        return self.roi_heads.head
+
+    @head.setter
+    def head(self, module: nn.Module) -> None:
+        self.roi_heads.head = module
+
+    @property
+    def predictor(self) -> nn.Module:
+        return self.roi_heads.predictor
+
+    @predictor.setter
+    def predictor(self, module: nn.Module) -> None:
+        self.roi_heads.predictor = module
 
     def configure_inference(self, config: Config) -> None:
         """Take test scales, the proposal cap and post-processing options from ``config``."""
@@ -130,8 +173,8 @@ class RegionDetector(nn.Module):
         self.max_test = config.proposals.max_test
         self.test_scale = int(data.test_scale)
         name, params, built_at = self._proposal_spec
-        if built_at != self.test_scale and SHAPES_SCALE in params:
-            self.set_proposal_generator(name, params)  # the shapes in pixels of the new scale
+        if built_at != self.test_scale:
+            self.set_proposal_generator(name, params)  # shapes in pixels of the new scale
         if config.eval.refine_passes < 0:
             raise ValueError(f"eval.refine_passes must be >= 0, got {config.eval.refine_passes}")
         self.refine_passes = int(config.eval.refine_passes)
@@ -141,22 +184,24 @@ class RegionDetector(nn.Module):
             "max_per_image": config.eval.max_per_image,
         }
 
+    def _build_source(self, name: str, params: Any) -> ProposalSource:
+        return build_proposal_source(
+            name, params, self.backbone, self.max_test, self.test_scale, self.objectness, self.box_shapes
+        )
+
     def set_proposal_generator(self, name: str, params: dict | None = None) -> ProposalSource:
         """Put generator ``name`` with ``params`` in the proposal slot (capped at ``proposals.max_test``).
 
-        A learned objectness head is part of the trained model: a new R²-CNN with a
-        head of the same shape keeps the current head's weights. R²-CNN shapes
-        measured at another scale are rescaled to ``data.test_scale``.
+        Nothing trained changes: R²-CNN on the detector's own map reads the
+        detector's objectness head and, with ``shapes: auto``, its typical shapes
+        (rescaled to ``data.test_scale``). Settings that do not fit the trained head
+        (another layer, width or branch) are refused with a ``ValueError``.
         """
         params = dict(params or {})
-        source = build_proposal_source(name, params, self.backbone, self.max_test, self.test_scale)
+        if canonical_name(name) == "r2cnn":
+            r2cnn_settings(params)  # the loader's checks, for parameters given here
+        source = self._build_source(name, params)
         self._proposal_spec = (name, params, self.test_scale)
-        trained = getattr(self.proposal_generator, "objectness", None)
-        head = getattr(source, "objectness", None)
-        if trained is not None and head is not None:
-            shapes = {k: v.shape for k, v in trained.state_dict().items()}
-            if shapes == {k: v.shape for k, v in head.state_dict().items()}:
-                source.objectness = trained
         self.proposal_generator = source.to(self.device)
         return self.proposal_generator
 
@@ -177,24 +222,21 @@ class RegionDetector(nn.Module):
     def _maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(shared features, the map the proposal generator reads)`` in one backbone pass where possible."""
         generator = self.proposal_generator
-        names = generator.stages if isinstance(generator, FeatureProposals) else ("out",)
+        name = generator.stage if isinstance(generator, FeatureProposals) else "out"
         if self.roi_features.per_region:  # R-CNN: the image is shared; R²-CNN needs a whole-image pass
             with stage("backbone"), torch.no_grad():
-                return images, self._proposal_map(images)
-        if names == ("out",):
+                return images, self._proposal_map(images, name)
+        if name == "out":
             shared = self.shared_features(images)
             return shared, shared
         with stage("backbone"):
-            maps = self.backbone.forward_stages(images, names)
-        with stage("proposals"):  # resizing maps to one grid is R²-CNN's own work
-            combined = generator.combine(maps)
-        return maps["out"], combined
+            maps = self.backbone.forward_stages(images, (name,))
+        return maps["out"], maps[name]
 
-    def _proposal_map(self, images: torch.Tensor) -> torch.Tensor:
-        generator = self.proposal_generator
-        if generator.stages == ("out",):
+    def _proposal_map(self, images: torch.Tensor, name: str) -> torch.Tensor:
+        if name == "out":
             return self.backbone(images)
-        return generator.combine(self.backbone.forward_stages(images, generator.stages))
+        return self.backbone.forward_stages(images, (name,))[name]
 
     def _head(self, pooled: torch.Tensor) -> torch.Tensor:
         with stage("head"):
@@ -206,22 +248,35 @@ class RegionDetector(nn.Module):
 
     # -- training ---------------------------------------------------------------
 
-    def forward(self, images: torch.Tensor, rois: RoIs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class logits ``[K, N + 1]`` and box deltas ``[K, 4 * (N + 1)]`` of RoIs in the batch's pixels.
+    def forward(
+        self, images: torch.Tensor, targets: Sequence[dict[str, Any]], seed: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Training losses of a batch ``images`` ``[N, 3, H, W]`` (resized, normalised, padded).
 
-        ``rois`` is ``[K, 5]``, or a function that receives the map the proposal
-        generator reads (this batch, current weights) and returns the RoIs to
-        train on: the backbone then runs once for both.
+        ``targets[i]`` holds image ``i``'s ``boxes`` ``[G, 4]`` and ``labels`` ``[G]``
+        in the batch's pixels, ``crowd`` ``[G]`` (or ``None``), ``image_size``
+        (unpadded height, width), and ``proposals`` ``[K, 4]`` when the generator
+        is image-based (cached); R-CNN's also ``windows``. ``seed`` fixes the RoI
+        sampling. Returns the proposal stage's losses (R²-CNN's learned head) and
+        the RoI heads' (see :class:`~detaccel.models.roi_heads.RoIHeads`).
         """
-        if callable(rois):
+        generator = self.proposal_generator
+        proposal_losses: dict[str, torch.Tensor] = {}
+        if generator.reads_features:
+            if self.roi_features.per_region:
+                raise ValueError(
+                    "R-CNN samples its training regions once from cached proposals; R²-CNN on the model's own "
+                    "features trains SPPnet and Fast R-CNN (give R-CNN an image-based generator)"
+                )
             shared, proposal_map = self._maps(images)
-            rois = rois(proposal_map)
-            pooled = self.roi_features.pool(shared, rois.to(shared.dtype), self.backbone)
-            features = self._head(pooled)
+            sizes = [tuple(t["image_size"]) for t in targets]
+            gt = [non_crowd(t)[0].to(proposal_map.device) for t in targets]
+            boxes, proposal_losses = generator(proposal_map, sizes, [1.0] * len(sizes), self.objectness, gt)
+            proposals = [torch.from_numpy(b) for b in boxes]
         else:
-            features = self.region_features(images, rois)
-        with stage("predictor"):
-            return self.predictor(features)
+            shared = self.shared_features(images)
+            proposals = [t.get("proposals") for t in targets]
+        return {**proposal_losses, **self.roi_heads(shared, proposals, targets, self.backbone, seed)}
 
     # -- inference --------------------------------------------------------------
 
@@ -315,12 +370,10 @@ class RegionDetector(nn.Module):
         decoded = decode_pixel_boxes(deltas, torch.cat(list(proposals)), self.box_weights)
         moved = decoded[torch.arange(len(best), device=best.device), best]
         out = []
-        for boxes, (height, width) in zip(moved.split(counts), sizes, strict=True):
-            x1 = boxes[:, 0].clamp(0, width - 1)
-            y1 = boxes[:, 1].clamp(0, height - 1)
-            x2 = torch.maximum(boxes[:, 2].clamp(0, width - 1), x1)
-            y2 = torch.maximum(boxes[:, 3].clamp(0, height - 1), y1)
-            out.append(torch.stack((x1, y1, x2, y2), dim=1).contiguous())
+        for boxes, size in zip(moved.split(counts), sizes, strict=True):
+            boxes = clip_pixel_boxes(boxes, size)
+            corner = torch.maximum(boxes[:, 2:], boxes[:, :2])  # never inverted
+            out.append(torch.cat((boxes[:, :2], corner), dim=1).contiguous())
         return out
 
     @torch.no_grad()
@@ -340,7 +393,7 @@ class RegionDetector(nn.Module):
         computed: list[np.ndarray] | None = None
         if proposal_map is not None:
             k = self.proposal_scale
-            computed = generator.propose_from_features(proposal_map, batches[k][1], scales[k])
+            computed, _ = generator(proposal_map, batches[k][1], scales[k], self.objectness)
         out = []
         for i, boxes in enumerate(given):
             if boxes is not None:
@@ -351,18 +404,6 @@ class RegionDetector(nn.Module):
                 boxes = generator.propose(images[i], None if image_ids is None else image_ids[i])
             out.append(np.ascontiguousarray(boxes, dtype=np.float32))
         return out
-
-    @torch.no_grad()
-    def detect_on_maps(
-        self,
-        maps: Sequence[torch.Tensor],
-        scales: Sequence[Sequence[float]],
-        proposals: Sequence[torch.Tensor],
-        sizes: Sequence[tuple[int, int]],
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Detections ``(boxes, scores, labels)`` per image, in original pixels, from the shared maps
-        of a batch at each test scale (:meth:`pool_on_maps`, then the head and post-processing)."""
-        return self._detections(self.pool_on_maps(maps, scales, proposals, sizes), proposals, sizes)
 
     @torch.no_grad()
     def pool_on_maps(
@@ -403,7 +444,7 @@ class RegionDetector(nn.Module):
                     index = torch.nonzero(levels[i] == k).flatten()
                     if len(index):
                         boxes = p[index] * scales[k][i]
-                        rows.append(torch.cat((boxes.new_full((len(boxes), 1), i), boxes), dim=1))
+                        rows.append(roi_rows(boxes, i))
                         slots.append(index + int(offsets[i]))
                 if not rows:
                     continue

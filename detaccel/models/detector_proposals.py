@@ -53,6 +53,6 @@ class DetectorProposals(GeneratorBase):
         batch, sizes = batch_images([torch.from_numpy(item.image)], model.size_divisibility)
         _, proposal_map = model._maps(batch.to(model.device))
         middle = time.perf_counter()
-        (boxes,) = source.propose_from_features(proposal_map, sizes, [item.scale])
+        (boxes,), _ = source(proposal_map, sizes, [item.scale], model.objectness)
         timings = {"backbone": middle - start, "proposals": time.perf_counter() - middle}
         return RawProposals(boxes, None, timings)

@@ -35,22 +35,12 @@ SIDE_CHANNELS = 4
 SIDE_BETA = 0.1
 
 
-# How each branch reads the map: one full 3x3 convolution, or a depthwise 3x3 then a 1x1 (separable).
-BRANCH_CONVS = ("full", "separable")
-
-
-def _branch_conv(in_channels: int, hidden: int, conv: str) -> nn.Module:
-    """The 3x3 layer of a branch: ``in_channels -> hidden``, full or depthwise-separable."""
-    if conv == "full":
-        layer = nn.Conv2d(in_channels, hidden, 3, padding=1)
-        nn.init.normal_(layer.weight, std=0.01)
-        nn.init.zeros_(layer.bias)
-        return layer
-    depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels)  # default init
-    pointwise = nn.Conv2d(in_channels, hidden, 1)
-    nn.init.normal_(pointwise.weight, std=0.01)
-    nn.init.zeros_(pointwise.bias)
-    return nn.Sequential(depthwise, pointwise)
+def _branch_conv(in_channels: int, hidden: int) -> nn.Conv2d:
+    """The 3x3 layer of a branch: ``in_channels -> hidden``."""
+    layer = nn.Conv2d(in_channels, hidden, 3, padding=1)
+    nn.init.normal_(layer.weight, std=0.01)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 class ObjectnessHead(nn.Module):
@@ -59,28 +49,31 @@ class ObjectnessHead(nn.Module):
     ``boxes``: a second branch of the same form, ``conv3x3 -> ReLU -> conv1x1(hidden -> 4)``,
     predicts the cell's box sides (see the module docstring; its own layers, so that
     the regression never disturbs the objectness map); the output is then ``[N, 5, h, w]``.
-    ``conv="separable"``: each branch's 3x3 convolution is depthwise (per channel) followed by a
-    1x1 to ``hidden`` channels (the same 3x3 window; ``9 * hidden / (9 + hidden)`` times fewer
-    multiply-adds, 7.9x at 64). Without gradients (inference) two full branches run as one (one 3x3
-    convolution to ``2 * hidden`` channels, one block-diagonal 1x1): the same logits, the map read once.
+    Without gradients (inference) the two branches run as one (one 3x3 convolution to
+    ``2 * hidden`` channels, one block-diagonal 1x1): the same logits, the map read once.
+    ``stage``: the backbone stage whose map the head reads (saved with its weights).
     """
 
-    def __init__(self, in_channels: int, hidden: int = 64, boxes: bool = False, conv: str = "full") -> None:
+    def __init__(self, in_channels: int, hidden: int = 64, boxes: bool = False, stage: str = "out") -> None:
         super().__init__()
         if in_channels < 1 or hidden < 1:
             raise ValueError(f"objectness head: channels must be positive, got {in_channels} and {hidden}")
-        if conv not in BRANCH_CONVS:
-            raise ValueError(f"objectness head: conv must be one of {', '.join(BRANCH_CONVS)}, got {conv!r}")
-        self.in_channels, self.conv_type = in_channels, conv
+        self.in_channels, self.hidden, self.stage = in_channels, hidden, stage
         self._fused: tuple[tuple, tuple] | None = None  # inference: both branches as one (_fused_branches)
-        self.conv = _branch_conv(in_channels, hidden, conv)
+        self.conv = _branch_conv(in_channels, hidden)
         self.logits = nn.Conv2d(hidden, 1, 1)
-        self.side_conv = _branch_conv(in_channels, hidden, conv) if boxes else None
+        self.side_conv = _branch_conv(in_channels, hidden) if boxes else None
         self.sides = nn.Conv2d(hidden, SIDE_CHANNELS, 1) if boxes else None
         for layer in (self.logits, self.sides):
             if layer is not None:
                 nn.init.normal_(layer.weight, std=0.01)
                 nn.init.zeros_(layer.bias)
+
+    def get_extra_state(self) -> dict:
+        return {"stage": self.stage}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.stage = str(state["stage"])
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 1, h, w]`` (``[N, 5, h, w]`` with box sides) of ``feature_map`` ``[N, C, h, w]``
@@ -91,7 +84,7 @@ class ObjectnessHead(nn.Module):
                 f"got {tuple(feature_map.shape)}"
             )
         feature_map = feature_map.detach()
-        if self.sides is not None and self.conv_type == "full" and not torch.is_grad_enabled():
+        if self.sides is not None and not torch.is_grad_enabled():
             conv, out = self._fused_branches()
             return functional.conv2d(functional.relu(functional.conv2d(feature_map, *conv, padding=1)), *out)
         logits = self.logits(functional.relu(self.conv(feature_map)))
@@ -201,23 +194,25 @@ def box_side_targets(
     return targets, weights
 
 
-def objectness_loss(
+def objectness_losses(
     logits: torch.Tensor,
     gt_boxes: Sequence[torch.Tensor],
     field: tuple[ReceptiveField, ReceptiveField],
-) -> torch.Tensor:
-    """Mean binary cross-entropy of ``logits[:, :1]`` against :func:`centreness_targets`; with box sides
-    (``[N, 5, h, w]``) plus their smooth L1 against :func:`box_side_targets` (mean of the four sides,
-    weighted by centreness, normalised by the weights' sum)."""
+) -> dict[str, torch.Tensor]:
+    """``{"loss_objectness"}``: mean binary cross-entropy of ``logits[:, :1]`` against
+    :func:`centreness_targets`; with box sides (``[N, 5, h, w]``) also ``"loss_sides"``: their smooth L1
+    against :func:`box_side_targets` (mean of the four sides, weighted by centreness, normalised by
+    the weights' sum)."""
     if logits.shape[0] != len(gt_boxes):
         raise ValueError(f"objectness loss: {logits.shape[0]} maps but boxes of {len(gt_boxes)} images")
     if logits.shape[1] not in (1, 1 + SIDE_CHANNELS):
         raise ValueError(f"objectness loss: expected 1 or 5 channels, got {logits.shape[1]}")
     map_size = tuple(logits.shape[-2:])
     targets = centreness_targets(gt_boxes, map_size, field).to(logits.device, logits.dtype)
-    loss = functional.binary_cross_entropy_with_logits(logits[:, :1], targets)
+    losses = {"loss_objectness": functional.binary_cross_entropy_with_logits(logits[:, :1], targets)}
     if logits.shape[1] == 1:
-        return loss
+        return losses
     sides, weights = (t.to(logits.device, logits.dtype) for t in box_side_targets(gt_boxes, map_size, field))
     per_cell = functional.smooth_l1_loss(logits[:, 1:], sides, reduction="none", beta=SIDE_BETA).mean(1, True)
-    return loss + (per_cell * weights).sum() / weights.sum().clamp(min=1.0)
+    losses["loss_sides"] = (per_cell * weights).sum() / weights.sum().clamp(min=1.0)
+    return losses

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from detaccel.ops import batched_nms, decode_boxes
+from detaccel.ops import batched_nms, clip_boxes_to_image, decode_boxes
+
+
+def clip_pixel_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Inclusive pixel boxes ``[..., 4]`` clipped to an image of ``(height, width)``: to ``[0, width - 1]``
+    and ``[0, height - 1]`` (its first and last pixels)."""
+    height, width = image_size
+    return clip_boxes_to_image(boxes, (height - 1, width - 1))
 
 
 def decode_pixel_boxes(deltas: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
@@ -40,16 +47,7 @@ def postprocess_detections(
     if len(proposals) == 0:
         return proposals.new_zeros((0, 4)), proposals.new_zeros(0), torch.zeros(0, dtype=torch.long)
     boxes = decode_pixel_boxes(box_deltas, proposals, box_weights)[:, 1:]
-    height, width = image_size
-    boxes = torch.stack(
-        (
-            boxes[..., 0].clamp(0, width - 1),
-            boxes[..., 1].clamp(0, height - 1),
-            boxes[..., 2].clamp(0, width - 1),
-            boxes[..., 3].clamp(0, height - 1),
-        ),
-        dim=-1,
-    )
+    boxes = clip_pixel_boxes(boxes, image_size)
     labels = torch.arange(num_classes, device=scores.device).expand(len(proposals), num_classes)
     keep = scores > score_threshold
     boxes, flat_scores, labels = boxes[keep], scores[keep], labels[keep]

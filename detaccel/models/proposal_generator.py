@@ -7,36 +7,31 @@ Two kinds plug into :attr:`RegionDetector.proposal_generator`:
   precomputed files, R²-CNN on a separate network). Its boxes do not depend on
   the detector's weights, so training and evaluation may cache them per split.
 - :class:`FeatureProposals` is R²-CNN reading the detector's *own* conv map at a
-  chosen backbone stage (or several, combined on the finest one's grid): no extra
-  network, computed on the current weights (in training too), never cached.
-  With ``reduction: objectness`` it carries an
-  :class:`~detaccel.models.objectness.ObjectnessHead` trained with the detector,
-  whose map R²-CNN integrates instead of the backbone's channels.
+  chosen backbone stage: no extra network, computed on the current weights (in
+  training too), never cached. With ``reduction: objectness`` it reads the
+  detector's :class:`~detaccel.models.objectness.ObjectnessHead` (a member of the
+  detector, trained with it) and, in training, returns that head's losses.
 
-Both return boxes in original-image pixels, at most ``max_proposals`` per image.
+The slot holds no trained weights: whatever is put in it, what the detector
+learned stays in the detector. Both kinds return boxes in original-image pixels,
+at most ``max_proposals`` per image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from detaccel.config.schema import ProposalsConfig
-from detaccel.models.objectness import BRANCH_CONVS, ObjectnessHead, objectness_loss
+from detaccel.config.r2cnn import R2CNNSettings, generator_kwargs, r2cnn_settings
+from detaccel.models.objectness import ObjectnessHead, objectness_losses
+from detaccel.profiling import stage
 from detaccel.proposals import finalize_proposals
 from detaccel.proposals.box_shapes import shapes_at_scale
 from detaccel.proposals.registry import build_generator, canonical_name
-
-# R²-CNN parameters that choose the map it reads rather than how it reads it.
-FEATURE_STAGE_KEY = "layer"
-OWN_FEATURES = "model"
-# The learned reduction, and the parameters of its head and loss.
-OBJECTNESS = "objectness"
-OBJECTNESS_KEYS = ("objectness_channels", "objectness_weight", "objectness_boxes", "objectness_conv")
 
 
 class ProposalSource(nn.Module):
@@ -76,13 +71,11 @@ class ImageProposals(ProposalSource):
 
 
 class FeatureProposals(ProposalSource):
-    """R²-CNN on the detector's own feature map at backbone stages ``stages`` (``"out"``: the RoI map).
+    """R²-CNN on the detector's own feature map at backbone stage ``stage`` (``"out"``: the RoI map).
 
-    Several stages are combined into one map on the grid of the finest: each
-    coarser map is resized to it (bilinear) and the channels are concatenated in
-    the order given (:meth:`combine`). ``objectness``: the learned head whose map
-    R²-CNN reads instead of the stages' channels (trained with weight
-    ``objectness_weight``), or ``None``.
+    ``learned``: R²-CNN reads the detector's objectness head (passed to
+    :meth:`forward`) instead of the stage's channels; its losses are weighted by
+    ``objectness_weight``.
     """
 
     reads_features = True
@@ -90,41 +83,44 @@ class FeatureProposals(ProposalSource):
     def __init__(
         self,
         generator: Any,
-        stages: str | Sequence[str],
+        stage: str,
         max_proposals: int | None,
-        objectness: ObjectnessHead | None = None,
+        learned: bool = False,
         objectness_weight: float = 1.0,
     ) -> None:
         super().__init__("r2cnn", max_proposals)
         self.generator = generator
-        self.stages = (stages,) if isinstance(stages, str) else tuple(stages)
-        if not self.stages:
-            raise ValueError("r2cnn: layer: expected a stage name or a non-empty list of them")
-        self.objectness = objectness
+        self.stage = stage
+        self.learned = learned
         self.objectness_weight = float(objectness_weight)
 
-    def combine(self, maps: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The map R²-CNN reads, from the backbone's ``maps`` by stage name (one ``forward_stages`` pass)."""
-        if len(self.stages) == 1:
-            return maps[self.stages[0]]
-        chosen = [maps[name] for name in self.stages]
-        size = max((tuple(m.shape[-2:]) for m in chosen), key=lambda hw: hw[0] * hw[1])
-        resized = [
-            m if tuple(m.shape[-2:]) == size
-            else nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
-            for m in chosen
-        ]  # fmt: skip
-        return torch.cat(resized, dim=1)
+    def forward(
+        self,
+        feature_map: torch.Tensor,
+        input_sizes: Sequence[tuple[int, int]],
+        scales: Sequence[float],
+        objectness: ObjectnessHead | None = None,
+        gt_boxes: Sequence[torch.Tensor] | None = None,
+    ) -> tuple[list[np.ndarray], dict[str, torch.Tensor]]:
+        """``(boxes per image in original pixels, losses)`` from ``feature_map`` ``[N, C, h, w]``.
 
-    def objectness_loss(
-        self, feature_map: torch.Tensor, gt_boxes: Sequence[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(weighted loss, logits)`` of the objectness head on ``feature_map`` against ``gt_boxes[i]``
-        (image ``i``'s boxes in the map's input pixels); the logits go on to :meth:`propose_from_features`."""
-        if self.objectness is None:
-            raise ValueError("objectness_loss: this R²-CNN has no objectness head (reduction: objectness)")
-        logits = self.objectness(feature_map)
-        return self.objectness_weight * objectness_loss(logits, gt_boxes, self.generator.field), logits
+        ``input_sizes[i]`` is image ``i``'s resized (unpadded) ``(height, width)``
+        and ``scales[i]`` its resize factor. A learned slot runs ``objectness`` on
+        the map; with ``gt_boxes`` (training: image ``i``'s boxes in the map's input
+        pixels) it also returns that head's weighted losses.
+        """
+        logits, losses = None, {}
+        if self.learned:
+            if objectness is None:
+                raise ValueError("r2cnn: reduction: objectness needs the detector's objectness head")
+            with stage("objectness head"):
+                logits = objectness(feature_map)
+            if gt_boxes is not None:
+                losses = {
+                    name: self.objectness_weight * value
+                    for name, value in objectness_losses(logits, gt_boxes, self.generator.field).items()
+                }
+        return self.propose_from_features(feature_map, input_sizes, scales, logits), losses
 
     def propose_from_features(
         self,
@@ -133,51 +129,39 @@ class FeatureProposals(ProposalSource):
         scales: Sequence[float],
         objectness_logits: torch.Tensor | None = None,
     ) -> list[np.ndarray]:
-        """Boxes per image in original pixels from ``feature_map`` ``[N, C, h, w]`` of the resized batch.
-
-        ``input_sizes[i]`` is image ``i``'s resized (unpadded) ``(height, width)``
-        and ``scales[i]`` its resize factor. With an objectness head, R²-CNN reads
-        its map (``objectness_logits`` when already computed on this map).
-        """
+        """Boxes per image in original pixels from ``feature_map`` (or, when given, the objectness
+        head's ``objectness_logits`` on it: R²-CNN reads their map, and their box sides if any)."""
         read, sides = feature_map.detach(), None
-        if self.objectness is not None:
-            if objectness_logits is None:
-                objectness_logits = self.objectness(read)
+        if objectness_logits is not None:
             read = torch.sigmoid(objectness_logits[:, :1].detach())
             if objectness_logits.shape[1] > 1:
                 sides = objectness_logits[:, 1:].detach()
         raw = self.generator.boxes_from_features(read, sides)
         out = []
         for (boxes, scores), size, scale in zip(raw, input_sizes, scales, strict=True):
-            kept, _ = finalize_proposals(
-                boxes, scores, tuple(size), min_size=self.generator.min_size, max_proposals=self.max_proposals
-            )
-            # Back to original pixels, clipped again: the resized image's last pixel maps past the original's.
-            height, width = (round(side / scale) for side in size)
-            original = kept / scale
-            np.clip(original[:, 0::2], 0, width - 1, out=original[:, 0::2])
-            np.clip(original[:, 1::2], 0, height - 1, out=original[:, 1::2])
+            with stage("finalize"):
+                kept, _ = finalize_proposals(
+                    boxes, scores, tuple(size), min_size=self.generator.min_size, max_proposals=self.max_proposals
+                )
+                # Back to original pixels, clipped again: the resized image's last pixel maps past the original's.
+                height, width = (round(side / scale) for side in size)
+                original = kept / scale
+                np.clip(original[:, 0::2], 0, width - 1, out=original[:, 0::2])
+                np.clip(original[:, 1::2], 0, height - 1, out=original[:, 1::2])
             out.append(np.ascontiguousarray(original, dtype=np.float32))
         return out
 
     def describe(self) -> str:
-        learned = ", learned objectness" if self.objectness is not None else ""
-        if self.objectness is not None and self.objectness.sides is not None:
-            learned += " and box sides"
-        maps = " + ".join(repr(name) for name in self.stages)
-        return f"r2cnn (the detector's {maps} map{'s' if len(self.stages) > 1 else ''}{learned})"
+        learned = ", learned objectness" if self.learned else ""
+        return f"r2cnn (the detector's {self.stage!r} map{learned})"
 
 
-def reads_own_features(name: str, params: Mapping[str, Any]) -> bool:
-    """Whether generator ``name`` with ``params`` is R²-CNN on the detector's own map.
-
-    R²-CNN without a ``backbone`` parameter (or with ``backbone: model``) reads
-    the detector's features; with a named network it is an image-based generator.
-    """
-    return canonical_name(name) == "r2cnn" and params.get("backbone", OWN_FEATURES) == OWN_FEATURES
+def reads_own_features(name: str, params: Any) -> bool:
+    """Whether generator ``name`` with ``params`` is R²-CNN on the detector's own map."""
+    return canonical_name(name) == "r2cnn" and r2cnn_settings(params).own_map
 
 
-def _stage_field(backbone: nn.Module, stage: str) -> Any:
+def stage_field(backbone: nn.Module, stage: str) -> Any:
     """The ``(x, y)`` receptive fields of ``backbone``'s map at ``stage``."""
     from detaccel.proposals.receptive_field import UnsupportedLayerError, receptive_fields
 
@@ -194,20 +178,8 @@ def _stage_field(backbone: nn.Module, stage: str) -> Any:
         ) from None
 
 
-def _feature_stages(value: Any, backbone: nn.Module) -> tuple[tuple[str, ...], str]:
-    """``(stages, grid stage)`` of R²-CNN's ``layer`` parameter: one stage name or a list of them; the
-    grid is the finest (smallest stride) of them."""
-    stages = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list | tuple) else None
-    if not stages or not all(isinstance(name, str) for name in stages) or len(set(stages)) != len(stages):
-        raise ValueError(f"r2cnn: layer: expected a stage name or a list of distinct names, got {value!r}")
-    if len(stages) == 1:
-        return stages, stages[0]
-    if not hasattr(backbone, "stage_stride"):
-        raise ValueError(f"r2cnn: layer: backbone {type(backbone).__name__} offers one map ('out')")
-    return stages, min(stages, key=backbone.stage_stride)
-
-
-def _stage_channels(backbone: nn.Module, stage: str) -> int:
+def stage_channels(backbone: nn.Module, stage: str) -> int:
+    """Channels of ``backbone``'s map at ``stage``."""
     if hasattr(backbone, "stage_channels"):
         return int(backbone.stage_channels(stage))
     if stage != "out":
@@ -215,76 +187,109 @@ def _stage_channels(backbone: nn.Module, stage: str) -> int:
     return int(backbone.out_channels)
 
 
+def feature_stage(settings: R2CNNSettings) -> str:
+    """The backbone stage R²-CNN reads on the detector's own map (``layer``, default ``"out"``)."""
+    return "out" if settings.layer is None else str(settings.layer)
+
+
 def shapes_input_size(
-    name: str, params: Mapping[str, Any], test_scale: int | None, max_size: int | None = None
+    settings: R2CNNSettings, test_scale: int | None, max_size: int | None = None
 ) -> tuple[int | None, int | None]:
     """``(shorter side, longer side cap)`` of R²-CNN's input: the detector's ``test_scale`` and
     ``max_size`` on its own map, else the generator's ``short_side`` and ``max_side``."""
-    if reads_own_features(name, params):
+    if settings.own_map:
         return test_scale, max_size
-    return params.get("short_side"), params.get("max_side")
+    return settings.short_side, settings.max_side
 
 
-def generator_params(name: str, params: Mapping[str, Any], test_scale: int | None) -> dict[str, Any]:
-    """``params`` as generator ``name`` takes them: R²-CNN shapes in pixels of its input."""
+def build_objectness_head(name: str, params: Any, backbone: nn.Module) -> ObjectnessHead | None:
+    """The objectness head a configuration's proposal settings describe (``None`` unless R²-CNN on the
+    detector's own map with ``reduction: objectness``)."""
     if canonical_name(name) != "r2cnn":
-        return dict(params)
-    return shapes_at_scale(params, shapes_input_size(name, params, test_scale)[0])
+        return None
+    settings = r2cnn_settings(params)
+    if not (settings.own_map and settings.learned):
+        return None
+    stage = feature_stage(settings)
+    head = ObjectnessHead(
+        stage_channels(backbone, stage), settings.objectness_channels, settings.objectness_boxes
+    )
+    head.stage = stage
+    return head
+
+
+def check_fits_head(settings: R2CNNSettings, head: ObjectnessHead | None) -> None:
+    """A clear error unless R²-CNN with ``settings`` can read the detector's trained ``head``."""
+    if not settings.learned:
+        return
+    if head is None:
+        raise ValueError(
+            "r2cnn: reduction: objectness reads the detector's trained objectness head, and this detector "
+            "has none (it was not trained with one); use reduction: sum or abs"
+        )
+    wanted = {
+        "layer": feature_stage(settings),
+        "objectness_channels": settings.objectness_channels,
+        "objectness_boxes": settings.objectness_boxes,
+    }
+    trained = {"layer": head.stage, "objectness_channels": head.hidden, "objectness_boxes": head.sides is not None}
+    differing = [key for key in wanted if wanted[key] != trained[key]]
+    if differing:
+        given = ", ".join(f"{key}={wanted[key]!r}" for key in differing)
+        kept = ", ".join(f"{key}={trained[key]!r}" for key in differing)
+        raise ValueError(
+            f"r2cnn: these settings ({given}) do not fit the detector's trained objectness head ({kept}); "
+            "drop them or give the trained values"
+        )
 
 
 def build_proposal_source(
     name: str,
-    params: Mapping[str, Any],
+    params: Any,
     backbone: nn.Module,
     max_proposals: int | None = None,
     test_scale: int | None = None,
+    objectness: ObjectnessHead | None = None,
+    shapes: Any = None,
 ) -> ProposalSource:
     """The proposal slot for generator ``name`` with ``params`` on a detector with ``backbone``.
 
     ``test_scale``: the detector's test-time shorter side, to which R²-CNN shapes
-    measured at another scale (``shapes_scale``) are rescaled.
+    measured at another scale (``shapes_scale``) are rescaled. ``objectness``:
+    the detector's trained objectness head (R²-CNN with ``reduction: objectness``
+    must fit it, :func:`check_fits_head`). ``shapes``: the detector's typical box
+    shapes (:class:`~detaccel.models.box_shapes.BoxShapes`), which ``shapes: auto`` reads.
     """
-    params = generator_params(name, params, test_scale)
-    if not reads_own_features(name, params):
-        return ImageProposals(canonical_name(name), build_generator(name, **params), max_proposals)
+    if canonical_name(name) != "r2cnn":
+        return ImageProposals(canonical_name(name), build_generator(name, **dict(params or {})), max_proposals)
+    settings = r2cnn_settings(params)
+    kwargs = generator_kwargs(settings)
+    if settings.shapes == "auto":
+        if shapes is None or shapes.sizes is None:
+            raise ValueError(
+                "r2cnn: shapes: auto is resolved from the training boxes by `detaccel train`; this detector "
+                "has no typical shapes yet (give (width, height) pairs)"
+            )
+        kwargs["shapes"], measured = shapes.sizes, shapes.scale
+    else:
+        measured = settings.shapes_scale
+    input_scale = shapes_input_size(settings, test_scale)[0]
+    kwargs["shapes"] = [
+        tuple(pair) for pair in shapes_at_scale({"shapes": kwargs["shapes"], "shapes_scale": measured}, input_scale)["shapes"]
+    ]
+    if not settings.own_map:
+        return ImageProposals("r2cnn", build_generator("r2cnn", **kwargs), max_proposals)
     from detaccel.proposals.r2cnn import R2CNN
 
-    params.pop("backbone", None)
-    stages, grid = _feature_stages(params.pop(FEATURE_STAGE_KEY, "out"), backbone)
-    head_options = {key: params.pop(key) for key in OBJECTNESS_KEYS if key in params}
-    objectness = None
-    if params.get("reduction") == OBJECTNESS:
-        params["reduction"] = "sum"  # the head's one channel, integrated as it is
-        boxes = head_options.get("objectness_boxes", False)
-        if not isinstance(boxes, bool):
-            raise ValueError(f"r2cnn: objectness_boxes: expected true or false, got {boxes!r}")
-        conv = head_options.get("objectness_conv", "full")
-        if conv not in BRANCH_CONVS:
-            known = ", ".join(BRANCH_CONVS)
-            raise ValueError(f"r2cnn: objectness_conv: expected one of {known}, got {conv!r}")
-        objectness = ObjectnessHead(
-            sum(_stage_channels(backbone, name) for name in stages),
-            int(head_options.get("objectness_channels", 64)),
-            boxes,
-            conv,
-        )
-    elif head_options:
-        raise ValueError(f"r2cnn: {', '.join(head_options)} need reduction: {OBJECTNESS}")
-    if "receptive_field" not in params:
-        params["receptive_field"] = _stage_field(backbone, grid)
-    if params.get("max_proposals") is not None:
-        limits = [limit for limit in (max_proposals, params["max_proposals"]) if limit is not None]
+    check_fits_head(settings, objectness)
+    stage = feature_stage(settings)
+    kwargs.pop("layer")
+    if settings.learned:
+        kwargs["reduction"] = "sum"  # the head's one channel, integrated as it is
+    if settings.receptive_field is None:
+        kwargs["receptive_field"] = stage_field(backbone, stage)
+    if settings.max_proposals is not None:
+        limits = [limit for limit in (max_proposals, settings.max_proposals) if limit is not None]
         max_proposals = min(limits)
-    try:
-        generator = R2CNN(backbone=None, **params)
-    except TypeError as error:
-        raise ValueError(f"r2cnn: {error}") from None
-    weight = float(head_options.get("objectness_weight", 1.0))
-    return FeatureProposals(generator, stages, max_proposals, objectness, weight)
-
-
-def proposal_source_from_config(
-    config: ProposalsConfig, backbone: nn.Module, test_scale: int | None = None
-) -> ProposalSource:
-    """The proposal slot ``config.proposals`` describes (test-time cap ``max_test``, at ``test_scale``)."""
-    return build_proposal_source(config.name, config.params, backbone, config.max_test, test_scale)
+    generator = R2CNN(backbone=None, **kwargs)
+    return FeatureProposals(generator, stage, max_proposals, settings.learned, settings.objectness_weight)

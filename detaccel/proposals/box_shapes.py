@@ -86,10 +86,11 @@ def resolve_shapes(
     without ``shapes: auto`` it is an error.
     """
     if params.get("shapes") != AUTO:
-        if "num_shapes" in params:
+        if params.get("num_shapes") is not None:
             raise ValueError("r2cnn: num_shapes needs shapes: auto")
         return False
-    k = params.pop("num_shapes", DEFAULT_NUM_SHAPES)
+    k = params.pop("num_shapes", None)
+    k = DEFAULT_NUM_SHAPES if k is None else k
     if isinstance(k, bool) or not isinstance(k, int):
         raise ValueError(f"r2cnn: num_shapes: expected an integer, got {k!r}")
     shapes = training_box_shapes(records, test_scale, max_size, k)

@@ -3,9 +3,8 @@
 1. A backbone turns the image into a feature map (or the caller passes the
    detector's feature map of the image).
 2. ``ops.r2cnn_feature_levels`` integrates the channels into one map (after
-   the ``reduction``: as they are, absolute values or the channel norm) and
-   quantises it into ``num_levels`` levels (a uniform split of the maximum, or
-   per-image quantiles with ``levels="quantile"``).
+   the ``reduction``: as they are, or absolute values) and quantises it into
+   ``num_levels`` levels (a uniform split of the maximum).
 3. ``ops.r2cnn_level_boxes`` boxes each level and its groups (8-connected
    components, or the original layer's greedy box growing), in inclusive
    feature-cell coordinates.
@@ -35,18 +34,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from detaccel.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from detaccel.profiling import stage
 from detaccel.proposals._checks import check_choice, check_float, check_int, check_numbers, check_pairs
 from detaccel.proposals.backbone import default_cut, flatten_layers, torchvision_features, truncate
 from detaccel.proposals.base import GeneratorBase, ImageId, Proposals, RawProposals
 from detaccel.proposals.image import rescale_boxes, resize_image, resize_scale, resized_size, to_bgr8
 from detaccel.proposals.r2cnn_scoring import (
-    LEVEL_RULES,
     RANKINGS,
     REDUCTIONS,
     boxes_from_sides,
     contrast_scores,
     local_maxima,
-    quantile_levels,
     reduce_channels,
 )
 from detaccel.proposals.receptive_field import (
@@ -62,8 +61,6 @@ from detaccel.proposals.receptive_field import (
 DEFAULT_SCALE_FACTORS = ((0.8, 0.8), (0.8, 1.5), (1.5, 0.8), (1.5, 1.5))
 # Default cut of a named backbone when none is given (others: before the last max-pooling).
 DEFAULT_LAYERS = {"alexnet": 2}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def local_search(
@@ -195,9 +192,8 @@ class R2CNN(GeneratorBase):
             say ``shapes: auto``: the training boxes' ``num_shapes`` typical
             shapes, found when training starts).
         reduction: how channels enter the integrated map: ``"sum"`` (as they
-            are, the original), ``"abs"`` (absolute values: for signed maps
-            such as linear bottlenecks) or ``"l2"`` (the channel norm);
-            ``None``: ``abs`` on EfficientNet-Lite, ``sum`` otherwise. (On a
+            are, the original) or ``"abs"`` (absolute values: for signed maps
+            such as linear bottlenecks); ``None``: ``abs`` on EfficientNet-Lite, ``sum`` otherwise. (On a
             detector's own map, ``"objectness"`` reads a learned head instead:
             :mod:`detaccel.models.objectness`.)
         peaks: also centre the ``shapes`` (each times every ``peak_scales``
@@ -210,8 +206,6 @@ class R2CNN(GeneratorBase):
         side_passes: with learned box sides (``boxes_from_features``'s
             ``box_sides``), how many times they are read: at each box's centre
             cell, then (2) again at the centre of the box that read gave.
-        levels: ``"uniform"`` (``num_levels`` equal parts of the maximum, the
-            original) or ``"quantile"`` (per-image quantiles of the map).
         ranking: ``"none"`` (the original order, no scores) or ``"contrast"``
             (mean integrated value inside the box minus a ring around it).
         nms_iou: IoU of the NMS after ranking (``None``: no NMS).
@@ -247,7 +241,6 @@ class R2CNN(GeneratorBase):
         peak_scales: Sequence[float] = (1.0,),
         upsample: int = 1,
         side_passes: int = 1,
-        levels: str = "uniform",
         ranking: str = "none",
         nms_iou: float | None = 0.8,
         footprint: str | float = "stride",
@@ -295,7 +288,6 @@ class R2CNN(GeneratorBase):
         self._peak_sizes = np.array([[w * f, h * f] for w, h in self.shapes for f in self.peak_scales])
         self.upsample = check_int("upsample", upsample, minimum=1)
         self.side_passes = check_int("side_passes", side_passes, minimum=1)
-        self.levels = check_choice("levels", levels, LEVEL_RULES)
         self.ranking = check_choice("ranking", ranking, RANKINGS)
         if nms_iou is not None and not (isinstance(nms_iou, int | float) and 0 < nms_iou <= 1):
             raise ValueError(f"nms_iou: expected a number in (0, 1] or None, got {nms_iou!r}")
@@ -410,7 +402,7 @@ class R2CNN(GeneratorBase):
         peaks = f", {len(self.shapes)} shapes on {self.peaks} peaks" if self.peaks else ""
         return (
             f"r2cnn on {source}, stride {self.field[0].stride:g}{finer}; reduction {self.reduction}, "
-            f"{self.levels} levels{' (superlevel sets)' if self.superlevel else ''}, "
+            f"{self.num_levels} levels{' (superlevel sets)' if self.superlevel else ''}, "
             f"{self.grouping} grouping, ranking {self.ranking}{peaks}"
         )
 
@@ -474,7 +466,7 @@ class R2CNN(GeneratorBase):
         centre cell and at each peak join the local search.
         """
         ops = r2cnn_ops()
-        with torch.inference_mode():
+        with stage("levels"), torch.inference_mode():
             reduced = reduce_channels(features, self.reduction)
             if box_sides is not None:
                 expected = (features.shape[0], 4, *features.shape[2:])
@@ -483,8 +475,6 @@ class R2CNN(GeneratorBase):
             if self.upsample > 1:
                 reduced, box_sides = self._upsampled(reduced, box_sides)
             integrated, levels = ops.r2cnn_feature_levels(reduced, self.num_levels)
-            if self.levels == "quantile":
-                levels = quantile_levels(integrated, self.num_levels)
             cell_boxes = ops.r2cnn_level_boxes(
                 levels,
                 self.num_levels,
@@ -495,19 +485,24 @@ class R2CNN(GeneratorBase):
         reads_values = self.peaks or self.ranking != "none"
         out = []
         for index, cells in enumerate(cell_boxes):
-            cells = cells.cpu().numpy()
-            pixels = cell_boxes_to_pixels(cells, self.read_field, self.footprint)
-            boxes = [local_search(pixels, self.scale_factors, self.shapes)]
-            values = integrated[index].float().cpu().numpy() if reads_values else None
-            peaks = local_maxima(values, self.peaks, self.peak_threshold) if self.peaks else None
-            if peaks is not None:
-                boxes.append(self._peak_boxes(*peaks))
+            with stage("local search"):
+                cells = cells.cpu().numpy()
+                pixels = cell_boxes_to_pixels(cells, self.read_field, self.footprint)
+                boxes = [local_search(pixels, self.scale_factors, self.shapes)]
+                values = integrated[index].float().cpu().numpy() if reads_values else None
+            peaks = None
+            if self.peaks:
+                with stage("local maxima"):
+                    peaks = local_maxima(values, self.peaks, self.peak_threshold)
+                    boxes.append(self._peak_boxes(*peaks))
             searched = np.concatenate(boxes)
             learned = np.zeros((0, 4))
             if box_sides is not None:
-                learned = self._learned_boxes(box_sides[index].float().cpu().numpy(), cells, peaks)
+                with stage("learned sides"):
+                    learned = self._learned_boxes(box_sides[index].float().cpu().numpy(), cells, peaks)
             if self.ranking == "contrast":
-                out.append(self._rank(searched, values, learned))
+                with stage("ranking"):
+                    out.append(self._rank(searched, values, learned))
             else:
                 out.append((np.concatenate([searched, learned]), None))
         return out

@@ -3,10 +3,7 @@
 - :func:`reduce_channels`: how the channels become the map that is integrated —
   ``sum`` (the original: each channel divided by its maximum, summed), ``abs``
   (the same on absolute values: signed maps such as linear bottlenecks no longer
-  cancel out), ``l2`` (the channel vector's Euclidean norm).
-- :func:`quantile_levels`: levels per image by quantiles of the integrated map
-  instead of a fixed split of its maximum (every level then holds about the same
-  number of cells).
+  cancel out).
 - :func:`local_maxima`: the cells that hold the largest value of their 3x3
   neighbourhood (the centres of blobs too small or too weak for a level set of
   their own), strongest first.
@@ -24,11 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from detaccel.config.r2cnn import RANKINGS, REDUCTIONS
 from detaccel.proposals.receptive_field import ReceptiveField
 
-REDUCTIONS = ("sum", "abs", "l2")
-LEVEL_RULES = ("uniform", "quantile")
-RANKINGS = ("none", "contrast")
+__all__ = ["RANKINGS", "REDUCTIONS", "boxes_from_sides", "contrast_scores", "local_maxima", "reduce_channels"]
 
 
 def reduce_channels(features: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -38,20 +34,7 @@ def reduce_channels(features: torch.Tensor, reduction: str) -> torch.Tensor:
         return features
     if reduction == "abs":
         return features.abs()
-    if reduction == "l2":
-        return torch.linalg.vector_norm(features, dim=1, keepdim=True)
     raise ValueError(f"reduction: expected one of {', '.join(REDUCTIONS)}, got {reduction!r}")
-
-
-def quantile_levels(integrated: torch.Tensor, num_levels: int) -> torch.Tensor:
-    """Levels ``[N, H, W]`` int32 in ``[0, num_levels)``: cell ``c`` of image ``i`` is at the level of the
-    ``num_levels``-quantile bin its value falls in (ties share a level)."""
-    n = integrated.shape[0]
-    flat = integrated.reshape(n, -1).double()
-    q = torch.linspace(0, 1, num_levels + 1, dtype=torch.float64, device=flat.device)[1:-1]
-    edges = torch.quantile(flat, q, dim=1).T.contiguous()  # [N, L - 1]
-    levels = torch.searchsorted(edges, flat, right=True)
-    return levels.clamp_(0, num_levels - 1).to(torch.int32).reshape(integrated.shape)
 
 
 def local_maxima(
