@@ -56,3 +56,13 @@ def tiny_config_dict(root: Path, family: str = "fast_rcnn", **sections: dict[str
 
 def tiny_config(root: Path, family: str = "fast_rcnn", **sections: dict[str, Any]) -> Config:
     return config_from_dict(tiny_config_dict(root, family, **sections))
+
+
+def detect_on_maps(model, maps, scales, proposals, sizes):
+    """``(boxes, scores, labels)`` per image from shared maps at each test scale: the detector's
+    :meth:`pool_on_maps` then :meth:`detect_pooled`, as :meth:`predict` runs them."""
+    from detaccel.models.detector import PooledRegions
+
+    pooled = model.pool_on_maps(maps, scales, proposals, sizes)
+    regions = PooledRegions(pooled, [p.detach().cpu().numpy() for p in proposals], list(sizes))
+    return [(p.boxes, p.scores, p.labels) for p in model.detect_pooled(regions)]

@@ -96,7 +96,7 @@ def test_cli_train_eval_compress_eval(dataset_root, tmp_path, capsys):
     # The dataset's own category ids travel with the model, through compression too.
     categories = load_checkpoint(checkpoint)["categories"]
     assert sorted(categories.values()) == sorted(saved["class_names"]) and saved["categories"] == categories
-    assert "head.fc6.reduce.weight" in saved["model"]
+    assert "roi_heads.head.fc6.reduce.weight" in saved["model"]
     assert (
         main(
             [
@@ -156,7 +156,8 @@ def test_bad_checkpoints(dataset_root, tmp_path, capsys):
     )
     assert main(["eval", "--checkpoint", str(tmp_path / "broken.pth")]) == 2
     assert (
-        "does not fit this model's architecture (shape mismatch: head.fc6.weight" in capsys.readouterr().err
+        "does not fit this model's architecture (shape mismatch: roi_heads.head.fc6.weight"
+        in capsys.readouterr().err
     )
     assert main(["eval", "--checkpoint", str(not_torch)]) == 2
     assert "not a detaccel checkpoint" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from detaccel.models import (
 from detaccel.models.postprocess import decode_pixel_boxes
 from detaccel.models.sampling import encode_pixel_boxes
 from detaccel.models.svd import compress_head
-from tests.detector_configs import tiny_config_dict
+from tests.detector_configs import detect_on_maps, tiny_config_dict
 
 
 def _box_image(height, width, box):
@@ -122,10 +122,11 @@ def test_forward_shapes_and_empty_proposals(tmp_path, family):
     model = build_detector(config, num_classes=3).eval()
     images = torch.randn(2, 3, 48, 64)
     rois = torch.tensor([[0.0, 1, 1, 30, 20], [1.0, 10, 5, 60, 40], [1.0, 0, 0, 63, 47]])
-    logits, deltas = model(images, rois)
+    logits, deltas = model.predictor(model.region_features(images, rois))
     assert logits.shape == (3, 4) and deltas.shape == (3, 16)
     model.postprocess_options["score_threshold"] = 0.0
-    out = model.detect_on_maps(
+    out = detect_on_maps(
+        model,
         [model.shared_features(images)],
         [[1.0, 1.0]],
         [torch.zeros((0, 4)), rois[1:, 1:]],
@@ -181,5 +182,36 @@ def test_fast_rcnn_with_roi_align_forwards(tmp_path):
     )
     model = build_detector(config, num_classes=3).eval()
     rois = torch.tensor([[0.0, 1, 1, 30, 20], [1.0, 10, 5, 60, 40]])
-    logits, deltas = model(torch.randn(2, 3, 48, 64), rois)
+    logits, deltas = model.predictor(model.region_features(torch.randn(2, 3, 48, 64), rois))
     assert logits.shape == (2, 4) and deltas.shape == (2, 16) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("family", ["fast_rcnn", "sppnet", "rcnn"])
+def test_training_forward_returns_the_roi_heads_losses(tmp_path, family):
+    """``model(images, targets)`` in training: a dict of each stage's losses (an image-based generator's
+    proposal stage has none), figures beside them, and gradients from their sum."""
+    config = config_from_dict(tiny_config_dict(tmp_path, family))
+    model = build_detector(config, num_classes=3).train()
+    images = torch.randn(2, 3, 48, 64)
+    targets = [
+        {"boxes": torch.tensor([[2.0, 3, 30, 25]]), "labels": torch.tensor([1]), "crowd": None,
+         "image_size": (48, 64), "proposals": torch.tensor([[1.0, 2, 31, 26], [30, 30, 60, 46]])},
+        {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.long), "crowd": None,
+         "image_size": (40, 60), "proposals": torch.tensor([[5.0, 5, 20, 20]])},
+    ]  # fmt: skip
+    if family == "rcnn":  # region-centric: windows into each image's ground truth then proposals
+        targets[0]["windows"], targets[1]["windows"] = [0, 1, 2], [0]
+    losses = model(images, targets, seed=3)
+    assert set(losses) == {"loss_cls", "loss_box", "accuracy", "fg_fraction"}
+    assert all(losses[key].requires_grad for key in ("loss_cls", "loss_box"))
+    assert 0 < float(losses["fg_fraction"]) < 1
+    sum(v for k, v in losses.items() if k.startswith("loss_")).backward()
+    assert model.head.fc6.weight.grad is not None and float(model.head.fc6.weight.grad.abs().sum()) > 0
+    again = build_detector(config, num_classes=3).train()
+    again.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    first = model(images, targets, seed=3)
+    torch.manual_seed(0)
+    assert float(again(images, targets, seed=3)["loss_cls"].detach()) == float(
+        first["loss_cls"].detach()
+    )  # seeded sampling

@@ -7,7 +7,7 @@ from detaccel.config import ConfigError, config_from_dict
 from detaccel.engine import DistInfo, Trainer
 from detaccel.models import build_detector
 from detaccel.models.detector import assign_test_scales
-from tests.detector_configs import tiny_config, tiny_config_dict, tiny_dataset
+from tests.detector_configs import detect_on_maps, tiny_config, tiny_config_dict, tiny_dataset
 
 
 def test_assign_test_scales_picks_the_area_closest_to_roi_size():
@@ -54,8 +54,8 @@ def test_one_scale_equals_single_scale_detection(model_and_image):
     model, image = model_and_image
     proposals = torch.tensor([[4.0, 6, 60, 50], [30, 20, 120, 90], [0, 0, 20, 12]])
     single = _detect_single(model, image, 1.0, proposals)
-    (multi,) = model.detect_on_maps(
-        [model.shared_features(image)], [[1.0]], [proposals], [tuple(image.shape[-2:])]
+    (multi,) = detect_on_maps(
+        model, [model.shared_features(image)], [[1.0]], [proposals], [tuple(image.shape[-2:])]
     )
     assert len(single[0]) > 0
     for a, b in zip(single, multi, strict=True):
@@ -67,14 +67,15 @@ def test_a_batch_gives_each_image_its_own_detections(model_and_image):
     other = torch.randn(1, 3, 96, 128)
     first = torch.tensor([[4.0, 6, 60, 50], [30, 20, 120, 90]])
     second = torch.tensor([[10.0, 40, 50, 70]])
-    batch = model.detect_on_maps(
+    batch = detect_on_maps(
+        model,
         [model.shared_features(torch.cat((image, other)))],
         [[1.0, 1.0]],
         [first, second],
         [(96, 128), (96, 128)],
     )
     alone = [
-        model.detect_on_maps([model.shared_features(x)], [[1.0]], [p], [(96, 128)])[0]
+        detect_on_maps(model, [model.shared_features(x)], [[1.0]], [p], [(96, 128)])[0]
         for x, p in ((image, first), (other, second))
     ]
     for together, single in zip(batch, alone, strict=True):
@@ -89,7 +90,7 @@ def test_each_roi_is_pooled_on_its_assigned_scale(model_and_image, roi_size, cho
     proposals = torch.tensor([[4.0, 6, 60, 50], [30, 20, 120, 90], [10, 40, 50, 70]])
     maps = [model.shared_features(_resized(image, s)) for s in scales]
     model.roi_size = roi_size
-    (multi,) = model.detect_on_maps(maps, [[s] for s in scales], [proposals], [tuple(image.shape[-2:])])
+    (multi,) = detect_on_maps(model, maps, [[s] for s in scales], [proposals], [tuple(image.shape[-2:])])
     expected = _detect_single(model, image, scales[chosen], proposals)
     other = _detect_single(model, image, scales[1 - chosen], proposals)
     for a, b in zip(expected, multi, strict=True):
@@ -100,11 +101,13 @@ def test_each_roi_is_pooled_on_its_assigned_scale(model_and_image, roi_size, cho
 def test_multiscale_bad_arguments(model_and_image):
     model, image = model_and_image
     with pytest.raises(ValueError, match="one feature map per scale"):
-        model.detect_on_maps([model.shared_features(image)], [[1.0], [2.0]], [torch.zeros(0, 4)], [(96, 128)])
+        detect_on_maps(
+            model, [model.shared_features(image)], [[1.0], [2.0]], [torch.zeros(0, 4)], [(96, 128)]
+        )
     with pytest.raises(ValueError, match="one entry per image"):
-        model.detect_on_maps([model.shared_features(image)], [[1.0, 1.0]], [torch.zeros(0, 4)], [(96, 128)])
-    ((boxes, scores, labels),) = model.detect_on_maps(
-        [model.shared_features(image)], [[1.0]], [torch.zeros(0, 4)], [(96, 128)]
+        detect_on_maps(model, [model.shared_features(image)], [[1.0, 1.0]], [torch.zeros(0, 4)], [(96, 128)])
+    ((boxes, scores, labels),) = detect_on_maps(
+        model, [model.shared_features(image)], [[1.0]], [torch.zeros(0, 4)], [(96, 128)]
     )
     assert boxes.shape == (0, 4) and scores.shape == (0,) and labels.shape == (0,)
 

@@ -18,7 +18,7 @@ from detaccel.engine.loading import load_detector
 from detaccel.engine.trainer import FINAL_MODEL
 from detaccel.evaluation.overlaps import pairwise_iou
 from detaccel.models.detector_proposals import DetectorProposals
-from detaccel.models.objectness import ObjectnessHead, box_side_targets, centreness_targets, objectness_loss
+from detaccel.models.objectness import ObjectnessHead, box_side_targets, centreness_targets, objectness_losses
 from detaccel.models.proposal_generator import build_proposal_source
 from detaccel.proposals.r2cnn import R2CNN
 from detaccel.proposals.receptive_field import ReceptiveField
@@ -53,27 +53,32 @@ def test_centreness_targets_worked_by_hand():
 def test_the_head_reads_the_map_detached_and_checks_its_shape():
     head = ObjectnessHead(4, hidden=6)
     feature_map = torch.randn(1, 4, 5, 7, requires_grad=True)
-    loss = objectness_loss(head(feature_map), [torch.tensor([[8.0, 8.0, 30.0, 30.0]])], FIELD)
-    loss.backward()
+    losses = objectness_losses(head(feature_map), [torch.tensor([[8.0, 8.0, 30.0, 30.0]])], FIELD)
+    assert set(losses) == {"loss_objectness"}
+    losses["loss_objectness"].backward()
     assert feature_map.grad is None
     assert head.conv.weight.grad is not None and float(head.conv.weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match=r"expected a map \[N, 4, h, w\]"):
         head(torch.zeros(1, 3, 5, 7))
     with pytest.raises(ValueError, match="2 maps but boxes of 1 images"):
-        objectness_loss(torch.zeros(2, 1, 5, 7), [torch.zeros((0, 4))], FIELD)
+        objectness_losses(torch.zeros(2, 1, 5, 7), [torch.zeros((0, 4))], FIELD)
 
 
-@pytest.mark.parametrize("conv", ["full", "separable"])
-def test_a_trained_head_ranks_the_object_first(conv):
-    """On a map whose objects show in one channel among noise, the learned map puts a box on the object
-    at the top of R²-CNN's ranking (with a full or a depthwise-separable 3x3 layer)."""
-    torch.manual_seed(0)
+def _map_backbone() -> torch.nn.Module:
     backbone = torch.nn.Module()
     backbone.out_channels, backbone.stride = 6, 8
-    params = {**OBJECTNESS["params"], "objectness_conv": conv, "receptive_field": (8.0, 3.5, 8.0)}
-    source = build_proposal_source("r2cnn", params, backbone, 50)
-    assert source.objectness.conv_type == conv
-    optimizer = torch.optim.Adam(source.objectness.parameters(), lr=0.02)
+    return backbone
+
+
+def test_a_trained_head_ranks_the_object_first():
+    """On a map whose objects show in one channel among noise, the learned map puts a box on the object
+    at the top of R²-CNN's ranking."""
+    torch.manual_seed(0)
+    params = {**OBJECTNESS["params"], "receptive_field": (8.0, 3.5, 8.0)}
+    head = ObjectnessHead(6, hidden=8)
+    source = build_proposal_source("r2cnn", params, _map_backbone(), 50, objectness=head)
+    assert list(source.parameters()) == []  # the slot holds no weights: the head is the detector's
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.02)
 
     def sample(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         feature_map = torch.randn(1, 6, 12, 16, generator=generator)
@@ -85,60 +90,49 @@ def test_a_trained_head_ranks_the_object_first(conv):
     generator = torch.Generator().manual_seed(1)
     for _ in range(150):
         feature_map, box = sample(generator)
-        loss, _ = source.objectness_loss(feature_map, [box])
+        _, losses = source(feature_map, [(96, 128)], [1.0], head, [box])
+        assert set(losses) == {"loss_objectness"}
         optimizer.zero_grad()
-        loss.backward()
+        losses["loss_objectness"].backward()
         optimizer.step()
     feature_map, box = sample(generator)
     with torch.no_grad():
-        (boxes,) = source.propose_from_features(feature_map, [(96, 128)], [1.0])
+        (boxes,), losses = source(feature_map, [(96, 128)], [1.0], head)
+    assert losses == {}  # no targets: inference
     assert float(pairwise_iou(boxes[:1], box.numpy()).max()) >= 0.5
     # The raw channels (no head) do not find it first: the head is what ranks it.
     plain = build_proposal_source(
-        "r2cnn", {"ranking": "contrast", "num_levels": 6, "receptive_field": (8.0, 3.5, 8.0)}, backbone, 50
+        "r2cnn",
+        {"ranking": "contrast", "num_levels": 6, "receptive_field": (8.0, 3.5, 8.0)},
+        _map_backbone(),
+        50,
     )
-    (unranked,) = plain.propose_from_features(feature_map, [(96, 128)], [1.0])
+    (unranked,), _ = plain(feature_map, [(96, 128)], [1.0])
     assert float(pairwise_iou(unranked[:1], box.numpy()).max()) < 0.5
 
 
 def test_objectness_options_are_checked():
-    backbone = torch.nn.Module()
-    backbone.out_channels, backbone.stride = 6, 8
-    with pytest.raises(ValueError, match="objectness_channels need reduction: objectness"):
-        build_proposal_source("r2cnn", {"objectness_channels": 8, "receptive_field": (8, 3.5, 8)}, backbone)
+    backbone, field = _map_backbone(), {"receptive_field": (8, 3.5, 8)}
+    with pytest.raises(ValueError, match="objectness_channels': needs reduction: objectness"):
+        build_proposal_source("r2cnn", {"objectness_channels": 8, **field}, backbone)
     with pytest.raises(ValueError, match="a head learned with a detector"):
         R2CNN(backbone=None, reduction="objectness", receptive_field=(8, 3.5, 8))
-    with pytest.raises(ValueError, match="objectness_boxes: expected true or false"):
+    with pytest.raises(ValueError, match="objectness_boxes': expected bool, got str 'yes'"):
+        build_proposal_source("r2cnn", {**OBJECTNESS["params"], "objectness_boxes": "yes", **field}, backbone)
+    with pytest.raises(ValueError, match="objectness_conv': 'separable' was removed"):
         build_proposal_source(
-            "r2cnn",
-            {**OBJECTNESS["params"], "objectness_boxes": "yes", "receptive_field": (8, 3.5, 8)},
-            backbone,
+            "r2cnn", {**OBJECTNESS["params"], "objectness_conv": "separable", **field}, backbone
         )
-    with pytest.raises(ValueError, match="objectness_conv: expected one of full, separable, got 'dw'"):
-        params = {**OBJECTNESS["params"], "objectness_conv": "dw", "receptive_field": (8, 3.5, 8)}
-        build_proposal_source("r2cnn", params, backbone)
-
-
-def test_a_separable_head_is_depthwise_then_pointwise_with_fewer_weights():
-    full = ObjectnessHead(32, hidden=64, boxes=True)
-    separable = ObjectnessHead(32, hidden=64, boxes=True, conv="separable")
-    for branch in (separable.conv, separable.side_conv):
-        depthwise, pointwise = branch
-        assert depthwise.groups == 32 and depthwise.kernel_size == (3, 3) and depthwise.out_channels == 32
-        assert pointwise.kernel_size == (1, 1) and pointwise.out_channels == 64
-
-    def weights(head: ObjectnessHead) -> int:
-        return sum(p.numel() for p in head.parameters())
-
-    assert weights(separable) < weights(full) / 4
-    assert separable(torch.randn(2, 32, 5, 7)).shape == (2, 5, 5, 7)
-    # Each cell of a branch reads the 3x3 window around it, as the full convolution does.
-    probe = torch.zeros(1, 32, 9, 9, requires_grad=True)
-    separable.side_conv(probe)[0, :, 4, 4].sum().backward()
-    window = probe.grad.abs().sum(dim=(0, 1)) > 0
-    assert window[3:6, 3:6].all() and int(window.sum()) == 9
-    with pytest.raises(ValueError, match="conv must be one of full, separable"):
-        ObjectnessHead(4, conv="grouped")
+    # The learned reduction reads the detector's head: none, or one of another shape, is refused.
+    with pytest.raises(ValueError, match="this detector has none"):
+        build_proposal_source("r2cnn", {**OBJECTNESS["params"], **field}, backbone)
+    head = ObjectnessHead(6, hidden=8)
+    with pytest.raises(ValueError, match=r"objectness_channels=4\) do not fit .* \(objectness_channels=8\)"):
+        build_proposal_source("r2cnn", {**OBJECTNESS["params"], "objectness_channels": 4, **field}, backbone,
+                              objectness=head)  # fmt: skip
+    with pytest.raises(ValueError, match="objectness_boxes=True"):
+        build_proposal_source("r2cnn", {**OBJECTNESS["params"], "objectness_boxes": True, **field}, backbone,
+                              objectness=head)  # fmt: skip
 
 
 def test_inference_runs_both_branches_as_one_with_the_same_logits():
@@ -215,28 +209,27 @@ def test_proposal_bench_reads_the_detectors_own_slot(tmp_path, capsys):
     assert "learned objectness" in row["proposal_source"] and 0 < row["proposals_per_image"] <= 5
 
 
-@pytest.mark.parametrize(
-    ("boxes", "conv"),
-    [(False, "full"), (True, "full"), (True, "separable")],
-    ids=["objectness", "with_box_sides", "separable_with_box_sides"],
-)
-def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path, boxes, conv):
+@pytest.mark.parametrize("boxes", [False, True], ids=["objectness", "with_box_sides"])
+def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path, boxes):
     data = tiny_dataset(tmp_path / "data")
-    params = {**OBJECTNESS["params"], "objectness_boxes": boxes, "objectness_conv": conv}
+    params = {**OBJECTNESS["params"], "objectness_boxes": boxes}
     proposals = {**OBJECTNESS, "params": params}
     config = tiny_config(data, "fast_rcnn", proposals=proposals, train={"max_iter": 3})
     result = Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
     model = result["model"]
     assert "learned objectness" in model.proposal_generator.describe()
-    assert (model.proposal_generator.objectness.sides is not None) == boxes
-    assert model.proposal_generator.objectness.conv_type == conv
-    assert ("box sides" in model.proposal_generator.describe()) == boxes
+    assert (model.objectness.sides is not None) == boxes
     entries = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
-    assert all(entry["objectness"] > 0 for entry in entries)
-    assert all(entry["loss"] > entry["objectness"] for entry in entries)
+    # Each stage's losses, logged apart and summed.
+    expected = {"loss_objectness", "loss_cls", "loss_box", *(["loss_sides"] if boxes else [])}
+    for entry in entries:
+        assert expected <= set(entry) and entry["loss_objectness"] > 0
+        assert entry["loss"] == pytest.approx(sum(entry[key] for key in expected), rel=1e-5)
     _, loaded, _ = load_detector(str(tmp_path / "out" / FINAL_MODEL))
-    for name, value in model.proposal_generator.objectness.state_dict().items():
-        torch.testing.assert_close(loaded.proposal_generator.objectness.state_dict()[name], value)
+    assert loaded.objectness.stage == model.objectness.stage == "out"
+    for name, value in model.objectness.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(loaded.objectness.state_dict()[name], value)
     image = read_image(next(data.rglob("*.jpg")))
     (prediction,) = loaded.predict(image)
     assert 0 < len(prediction.proposals) <= 100
@@ -244,31 +237,62 @@ def test_a_detector_trains_its_objectness_head_and_loads_it_back(tmp_path, boxes
     assert prediction.proposals[:, 2].max() <= image.shape[1] - 1
     assert prediction.proposals[:, 3].max() <= image.shape[0] - 1
     np.testing.assert_array_equal(prediction.proposals, model.eval().predict(image)[0].proposals)
-    # Swapping the generator's parameters keeps the trained head (of the same shape).
-    trained_head = loaded.proposal_generator.objectness
+    # Another generator's parameters keep the trained head; settings that do not fit it are refused.
+    trained_head = loaded.objectness
     loaded.set_proposal_generator("r2cnn", {**proposals["params"], "num_levels": 8})
-    assert loaded.proposal_generator.objectness is trained_head
-    loaded.set_proposal_generator("r2cnn", {**proposals["params"], "objectness_channels": 4})
-    assert loaded.proposal_generator.objectness is not trained_head
+    assert loaded.objectness is trained_head
+    with pytest.raises(ValueError, match="do not fit the detector's trained objectness head"):
+        loaded.set_proposal_generator("r2cnn", {**proposals["params"], "objectness_channels": 4})
+    assert loaded.objectness is trained_head
     # The checkpoint evaluated with another generator: built as trained, then given that generator.
     overrides = ["proposals.name=sliding_window", "proposals.params={scales: [16, 32], aspect_ratios: [1.0]}"]
     config, other, _ = load_detector(str(tmp_path / "out" / FINAL_MODEL), overrides=overrides)
     assert config.proposals.name == "sliding_window" and other.proposal_generator.cacheable
     assert 0 < len(other.predict(image)[0].proposals) <= 100
+    assert other.objectness is not None  # what the detector learned stays in it
+
+
+def test_r2cnn_to_selective_search_and_back_keeps_every_trained_tensor(tmp_path):
+    data = tiny_dataset(tmp_path / "data")
+    params = {**OBJECTNESS["params"], "objectness_boxes": True, "shapes": "auto", "num_shapes": 2}
+    config = tiny_config(data, "fast_rcnn", proposals={**OBJECTNESS, "params": params}, train={"max_iter": 3})
+    Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
+    _, model, _ = load_detector(str(tmp_path / "out" / FINAL_MODEL))
+    image = read_image(next(data.rglob("*.jpg")))
+    before = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
+    (first,) = model.predict(image)
+    assert model.box_shapes.sizes is not None and len(model.box_shapes.sizes) <= 2
+    model.set_proposal_generator("selective_search", {"mode": "fast", "num_threads": 1})
+    assert model.proposal_generator.cacheable
+    model.set_proposal_generator("r2cnn", params)  # the user's own settings: shapes: auto reads the model's
+    after = model.state_dict()
+    assert set(after) == set(before)
+    for key, value in before.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(after[key], value), key
+        else:
+            assert after[key] == value, key
+    (again,) = model.predict(image)
+    np.testing.assert_array_equal(again.proposals, first.proposals)
+    torch.testing.assert_close(again.boxes, first.boxes, rtol=0, atol=0)
+    torch.testing.assert_close(again.scores, first.scores, rtol=0, atol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_and_cpu_give_the_same_learned_proposals():
     torch.manual_seed(0)
-    backbone = torch.nn.Module()
-    backbone.out_channels, backbone.stride = 6, 8
+    head = ObjectnessHead(6, hidden=8)
     source = build_proposal_source(
-        "r2cnn", {**OBJECTNESS["params"], "receptive_field": (8.0, 3.5, 8.0)}, backbone, 50
+        "r2cnn",
+        {**OBJECTNESS["params"], "receptive_field": (8.0, 3.5, 8.0)},
+        _map_backbone(),
+        50,
+        objectness=head,
     )
     feature_map = torch.randn(2, 6, 12, 16)
     with torch.no_grad():
-        cpu = source.propose_from_features(feature_map, [(96, 128)] * 2, [1.0, 1.0])
-        cuda = source.to("cuda").propose_from_features(feature_map.cuda(), [(96, 128)] * 2, [1.0, 1.0])
+        cpu, _ = source(feature_map, [(96, 128)] * 2, [1.0, 1.0], head)
+        cuda, _ = source.to("cuda")(feature_map.cuda(), [(96, 128)] * 2, [1.0, 1.0], head.to("cuda"))
     for a, b in zip(cpu, cuda, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
 
@@ -294,13 +318,16 @@ def test_box_side_loss_and_r2cnn_adds_the_box_they_describe():
     box = [torch.tensor([[8.0, 8.0, 30.0, 30.0]])]
     targets, _ = box_side_targets(box, (5, 7), FIELD)
     logits = torch.cat((torch.zeros(1, 1, 5, 7), targets), dim=1)
-    exact = objectness_loss(logits, box, FIELD)
-    assert float(exact) == pytest.approx(float(objectness_loss(logits[:, :1], box, FIELD)))  # sides: 0 loss
-    assert float(
-        objectness_loss(logits + torch.tensor([0, 1.0, 0, 0, 0]).view(1, 5, 1, 1), box, FIELD)
-    ) > float(exact)
+    exact = objectness_losses(logits, box, FIELD)
+    assert float(exact["loss_sides"]) == pytest.approx(0.0, abs=1e-7)  # the sides are the targets
+    only = objectness_losses(logits[:, :1], box, FIELD)
+    assert set(only) == {"loss_objectness"} and float(only["loss_objectness"]) == float(
+        exact["loss_objectness"]
+    )
+    moved = objectness_losses(logits + torch.tensor([0, 1.0, 0, 0, 0]).view(1, 5, 1, 1), box, FIELD)
+    assert float(moved["loss_sides"]) > 1e-3
     with pytest.raises(ValueError, match="1 or 5 channels"):
-        objectness_loss(torch.zeros(1, 3, 5, 7), box, FIELD)
+        objectness_losses(torch.zeros(1, 3, 5, 7), box, FIELD)
     # Sides that describe a 21 x 13 px box (edges 9..30 x 5..18) at every cell: R²-CNN proposes it
     # centred on the blob's centre cell.
     generator = R2CNN(backbone=None, receptive_field=(8.0, 3.5, 8.0), num_levels=4)

@@ -87,7 +87,7 @@ def test_r2cnn_on_the_models_own_features_trains_and_evaluates(tmp_path):
     result = Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
     model = result["model"]
     assert isinstance(model.proposal_generator, FeatureProposals)
-    assert model.proposal_generator.stages == ("out",)
+    assert model.proposal_generator.stage == "out"
     assert 0.0 <= result["eval"]["metrics"]["voc07"]["mAP"] <= 1.0
     # Nothing cached: the proposals depend on the weights.
     assert not (data / "proposals").exists()
@@ -101,11 +101,11 @@ def test_r2cnn_on_the_models_own_features_trains_and_evaluates(tmp_path):
     assert prediction.proposals[:, 2].max() <= image.shape[1] - 1
 
 
-def test_r2cnn_on_two_stages_combined_trains_and_predicts(tmp_path):
-    """``layer: [stride8, out]`` on a stride-16 backbone: one backbone pass, the two maps on the stride-8
-    grid (the coarser resized, channels concatenated), a learned head reading both."""
+def test_r2cnn_on_a_finer_stage_trains_and_predicts(tmp_path):
+    """``layer: stride8`` on a stride-16 backbone: one backbone pass gives the RoI map and the stride-8
+    map that a learned head (a member of the detector) reads."""
     data = tiny_dataset(tmp_path / "data")
-    params = {**R2CNN_OWN["params"], "layer": ["stride8", "out"], "reduction": "objectness"}
+    params = {**R2CNN_OWN["params"], "layer": "stride8", "reduction": "objectness"}
     config = tiny_config(
         data,
         "fast_rcnn",
@@ -115,20 +115,16 @@ def test_r2cnn_on_two_stages_combined_trains_and_predicts(tmp_path):
     )
     model = Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()["model"].eval()
     source = model.proposal_generator
-    assert source.stages == ("stride8", "out")
-    assert source.generator.field[0].stride == 8  # the finest stage's grid
-    assert source.objectness.in_channels == 2 * model.backbone.out_channels
-    assert "'stride8' + 'out' maps" in source.describe()
+    assert source.stage == "stride8" and model.objectness.stage == "stride8"
+    assert source.generator.field[0].stride == 8
+    assert model.objectness.in_channels == model.backbone.stage_channels("stride8")
+    assert "'stride8' map" in source.describe()
     batch = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         maps = model.backbone.forward_stages(batch, ["stride8"])
-        shared, combined = model._maps(batch)
-    assert combined.shape == (1, 32, 8, 12) and shared.shape == (1, 16, 4, 6)
-    torch.testing.assert_close(combined[:, :16], maps["stride8"])
-    upsampled = torch.nn.functional.interpolate(
-        maps["out"], size=(8, 12), mode="bilinear", align_corners=False
-    )
-    torch.testing.assert_close(combined[:, 16:], upsampled)
+        shared, proposal_map = model._maps(batch)
+    torch.testing.assert_close(proposal_map, maps["stride8"])
+    torch.testing.assert_close(shared, maps["out"])
     calls = []
     model.backbone.register_forward_hook(lambda *args: calls.append(1))
     stage_calls = []
@@ -136,19 +132,21 @@ def test_r2cnn_on_two_stages_combined_trains_and_predicts(tmp_path):
     model.backbone.forward_stages = lambda *a, **k: stage_calls.append(1) or forward_stages(*a, **k)
     image = read_image(next(data.rglob("*.jpg")))
     (prediction,) = model.predict(image)
-    assert calls == [] and stage_calls == [1]  # one pass for the RoI map and both proposal maps
+    assert calls == [] and stage_calls == [1]  # one pass for the RoI map and the proposal map
     assert 0 < len(prediction.proposals) <= 200
     assert prediction.proposals.min() >= 0 and prediction.proposals[:, 2].max() <= image.shape[1] - 1
     _, loaded, _ = load_detector(str(tmp_path / "out" / FINAL_MODEL))
     np.testing.assert_array_equal(loaded.predict(image)[0].proposals, prediction.proposals)
+    # The head was trained on the stride-8 map: reading another stage with it is refused.
+    with pytest.raises(ValueError, match="layer='out'"):
+        loaded.set_proposal_generator("r2cnn", {**params, "layer": "out"})
 
 
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        ([], "a stage name or a list of distinct names"),
-        (["out", "out"], "distinct"),
-        (["stride32"], "stride32"),
+        (["stride8", "out"], "one stage name"),
+        ("stride32", "stride32"),
     ],
 )
 def test_bad_r2cnn_layers_are_refused(tmp_path, layer, message):

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from detaccel.data.transforms import resize_scale
 from detaccel.proposals import build_generator
 from detaccel.proposals.edge_boxes import edge_maps
-from detaccel.proposals.image import rescale_boxes, resize_image, resize_scale, to_bgr8
+from detaccel.proposals.image import rescale_boxes, resize_image, to_bgr8
 from tests.proposal_images import scene, variants
 
 KINDS = ["color", "gray", "bgra", "uint16", "tiny", "one_pixel"]

@@ -1,10 +1,10 @@
-"""R²-CNN's map reductions, quantile levels and contrast scores."""
+"""R²-CNN's map reductions and contrast scores."""
 
 import numpy as np
 import pytest
 import torch
 
-from detaccel.proposals.r2cnn_scoring import contrast_scores, quantile_levels, reduce_channels
+from detaccel.proposals.r2cnn_scoring import contrast_scores, reduce_channels
 from detaccel.proposals.receptive_field import ReceptiveField
 
 UNIT = (ReceptiveField(1.0, 0.0, 1.0), ReceptiveField(1.0, 0.0, 1.0))
@@ -14,20 +14,9 @@ def test_reductions():
     features = torch.tensor([[[[1.0, -2.0]], [[-3.0, 4.0]]]])  # [1, 2, 1, 2]
     torch.testing.assert_close(reduce_channels(features, "sum"), features)
     torch.testing.assert_close(reduce_channels(features, "abs"), features.abs())
-    torch.testing.assert_close(reduce_channels(features, "l2"), torch.tensor([[[[10**0.5, 20**0.5]]]]))
-    with pytest.raises(ValueError, match="reduction"):
-        reduce_channels(features, "mean")
-
-
-def test_quantile_levels_fill_every_level_evenly():
-    integrated = torch.rand(2, 10, 10, generator=torch.Generator().manual_seed(0)) ** 4  # skewed
-    levels = quantile_levels(integrated, 5)
-    assert levels.dtype == torch.int32 and levels.shape == (2, 10, 10)
-    for image in levels:
-        assert torch.bincount(image.flatten().long(), minlength=5).tolist() == [20] * 5
-    # Order is kept: a higher value never gets a lower level.
-    order = integrated[0].flatten().argsort()
-    assert bool((levels[0].flatten()[order].diff() >= 0).all())
+    for removed in ("mean", "l2"):
+        with pytest.raises(ValueError, match="reduction"):
+            reduce_channels(features, removed)
 
 
 def test_contrast_ranks_a_bright_blob_before_background():
@@ -92,13 +81,12 @@ def test_generator_abs_reduction_finds_a_signed_blob_that_sum_misses():
     assert best["abs"] > 0.9 > best["sum"]
 
 
-def test_generator_quantile_levels_and_bad_options():
+def test_generator_bad_options():
     from detaccel.proposals.r2cnn import R2CNN
 
     field = (8.0, 3.5, 8.0)
-    generator = R2CNN(backbone=None, receptive_field=field, levels="quantile", reduction="l2")
-    ((boxes, scores),) = generator.boxes_from_features(_blob_features())
-    assert scores is None and len(boxes) > 0
-    for bad in ({"reduction": "max"}, {"levels": "log"}, {"ranking": "rpn"}, {"nms_iou": 1.5}):
+    with pytest.raises(TypeError, match="levels"):  # quantile levels were removed: no such option
+        R2CNN(backbone=None, receptive_field=field, levels="quantile")
+    for bad in ({"reduction": "l2"}, {"ranking": "rpn"}, {"nms_iou": 1.5}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             R2CNN(backbone=None, receptive_field=field, **bad)

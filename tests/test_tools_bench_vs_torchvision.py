@@ -40,6 +40,34 @@ def test_keep_fastest_keeps_each_entrys_fastest_round():
     assert ours == {"r2cnn": {"seconds_per_image": 1.0, "stages_ms": {"head": 0.5}}}
 
 
+def test_quality_comes_from_the_first_round_and_only_times_from_the_fastest():
+    tool = _tool()
+    kept = {}
+    tool.keep_fastest(
+        kept, {"r2cnn": {"voc07_mAP": 0.5, "seconds_per_image": 2.0, "stages_ms": {"head": 2.0}}}
+    )
+    tool.keep_fastest(
+        kept, {"r2cnn": {"voc07_mAP": 0.1, "seconds_per_image": 1.0, "stages_ms": {"head": 1.0}}}
+    )
+    assert kept == {"r2cnn": {"voc07_mAP": 0.5, "seconds_per_image": 1.0, "stages_ms": {"head": 1.0}}}
+
+
+def test_a_round_with_other_detections_stops_the_run_naming_it():
+    from detaccel.evaluation import Detections
+
+    tool = _tool()
+    rounds = tool.SameDetections()
+    one = Detections(torch.tensor([[1.0, 2, 30, 40]]), torch.tensor([0.9]), torch.tensor([0]))
+    rounds.check(("detaccel", "r2cnn", 240), {"a": one, "b": one})
+    rounds.check(("detaccel", "r2cnn", 240), {"a": one, "b": one})  # the same: fine
+    other = Detections(torch.tensor([[1.0, 2, 30, 40]]), torch.tensor([0.5]), torch.tensor([0]))
+    with pytest.raises(tool.RoundMismatch, match="detaccel with r2cnn at test scale 240: image 'b'"):
+        rounds.check(("detaccel", "r2cnn", 240), {"a": one, "b": other})
+    fewer = Detections(torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(tool.RoundMismatch, match="image 'a'"):
+        rounds.check(("detaccel", "r2cnn", 240), {"a": fewer, "b": one})
+
+
 def test_both_sides_train_and_are_scored_in_the_same_run(tmp_path, monkeypatch):
     data = tiny_dataset(tmp_path / "data")
     config = tmp_path / "tiny.yaml"

@@ -13,7 +13,9 @@ same number of threads; once both are trained they are scored with the same VOC0
 same test split and timed per image, decoding to detections, in this one process, in
 ``--timing-rounds`` alternating rounds (detaccel, the peer, detaccel, ...): each side's fastest
 round is reported, so that a change of the machine's load during the run does not fall on one side
-only. ``--test-scales`` scores both trained models again at other shorter sides (a speed/accuracy
+only. Every round must give the same detections on every image as the first (else the run stops,
+naming the side, generator and image); quality figures come from the first round, only the times
+from the fastest. ``--test-scales`` scores both trained models again at other shorter sides (a speed/accuracy
 curve of each).
 
     python tools/bench_vs_torchvision.py --config configs/fast_rcnn_raccoon.yaml --seconds 600 \\
@@ -35,9 +37,10 @@ import numpy as np
 import torch
 
 from detaccel.allocator import reuse_freed_memory
-from detaccel.benchmarks.detection import LoadedDetector, run_pair
+from detaccel.benchmarks.detection import LoadedDetector, PairRun
 from detaccel.config import load_config
 from detaccel.data import read_image
+from detaccel.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.data import load_split
 from detaccel.evaluation import Detections, evaluate_voc
@@ -69,8 +72,8 @@ def build_peer(config: Any, num_classes: int) -> torch.nn.Module:
     from torchvision.ops import MultiScaleRoIAlign
 
     backbone = build_backbone(config.backbone)
-    mean = list(getattr(backbone, "pixel_mean", (0.485, 0.456, 0.406)))
-    std = list(getattr(backbone, "pixel_std", (0.229, 0.224, 0.225)))
+    mean = list(getattr(backbone, "pixel_mean", IMAGENET_MEAN))
+    std = list(getattr(backbone, "pixel_std", IMAGENET_STD))
     anchors = AnchorGenerator(sizes=((32, 64, 128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
     return FasterRCNN(
         _StrideBackbone(backbone),
@@ -154,7 +157,7 @@ def score_peer(model: torch.nn.Module, records: list, class_names: tuple[str, ..
         boxes[:, 2:] -= 1.0  # back to inclusive pixels
         detections[record.image_id] = Detections(boxes, output["scores"], output["labels"] - 1)
     voc = evaluate_voc(records, detections, class_names, use_07_metric=True)
-    return {"voc07_mAP": voc["mAP"], "AP": voc["AP"], "seconds_per_image": float(np.mean(times))}
+    return {"voc07_mAP": voc["mAP"], "AP": voc["AP"], "seconds_per_image": float(np.mean(times))}, detections
 
 
 def score_detaccel(
@@ -167,16 +170,53 @@ def score_detaccel(
 ) -> dict[str, Any]:
     """VOC07 mAP, proposal recall and time per image (with its stages) of the trained detaccel model."""
     loaded = LoadedDetector(config.model.family, config, model, class_names)
-    figures, _ = run_pair(loaded, generator, records, warmup)
+    run = PairRun(loaded, generator, warmup)
+    for record in [*records[:warmup], *records]:
+        run.step(record)
+    figures = run.figures(records, float("nan"))
     print(
         f"detaccel + {generator} at {config.data.test_scale}: VOC07 mAP {figures['voc07_mAP']:.3f}, "
         f"{1e3 * figures['seconds_per_image']:.1f} ms/image",
         file=sys.stderr,
     )
-    return {
+    kept = {
         key: figures[key]
         for key in ("voc07_mAP", "seconds_per_image", "recall@0.50", "AR@100", "proposals_per_image")
     } | {"stages_ms": {k: 1e3 * v["mean"] for k, v in figures["stages"].items()}}
+    return kept, run.detections
+
+
+class SameDetections:
+    """The detections of each (side, generator, scale) in the first scoring round, against which every
+    later round is checked: a round whose detections differ on an image stops the run, naming it."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple, dict[Any, Detections]] = {}
+
+    def check(self, key: tuple, detections: dict[Any, Detections]) -> None:
+        first = self.first.setdefault(key, detections)
+        for image_id, found in detections.items():
+            expected = first.get(image_id)
+            if expected is None or not _same(expected, found):
+                side, generator, scale = key
+                raise RoundMismatch(
+                    f"{side} with {generator} at test scale {scale}: image {image_id!r} gave other "
+                    "detections than in the first scoring round (the model or its proposal slot changed "
+                    "between rounds)"
+                )
+
+
+class RoundMismatch(RuntimeError):
+    """A scoring round gave detections that differ from the first round's."""
+
+
+def _same(a: Detections, b: Detections) -> bool:
+    """Whether two images' detections agree: the same labels, boxes and scores to float rounding."""
+    boxes_a, boxes_b = np.asarray(a.boxes), np.asarray(b.boxes)
+    if boxes_a.shape != boxes_b.shape or not np.array_equal(np.asarray(a.labels), np.asarray(b.labels)):
+        return False
+    scores_a, scores_b = np.asarray(a.scores), np.asarray(b.scores)
+    return np.allclose(boxes_a, boxes_b, atol=1e-3) and np.allclose(scores_a, scores_b, atol=1e-5)
 
 
 def score_all_detaccel(
@@ -188,37 +228,48 @@ def score_all_detaccel(
     test_scales: list[int],
     records: list,
     warmup: int,
+    rounds: SameDetections,
 ) -> dict[str, Any]:
-    """detaccel's figures with each generator, at the trained test scale and at each of ``test_scales``."""
+    """detaccel's figures with each generator, at the trained test scale and at each of ``test_scales``;
+    each one's detections checked against the first round's (``rounds``)."""
     scored: dict[str, Any] = {}
     for name in generators:
         params = given.get(name, config.proposals.params if name == config.proposals.name else {})
         model.set_proposal_generator(name, params)
-        scored[name] = score_detaccel(model, config, class_names, name, records, warmup)
+        scored[name], detections = score_detaccel(model, config, class_names, name, records, warmup)
+        rounds.check(("detaccel", name, config.data.test_scale), detections)
         for scale in test_scales:
             scaled = copy.deepcopy(config)
             scaled.data.test_scale = scale
             model.configure_inference(scaled)
-            scored.setdefault("by_test_scale", {}).setdefault(scale, {})[name] = score_detaccel(
-                model, scaled, class_names, name, records, warmup
-            )
+            figures, detections = score_detaccel(model, scaled, class_names, name, records, warmup)
+            rounds.check(("detaccel", name, scale), detections)
+            scored.setdefault("by_test_scale", {}).setdefault(scale, {})[name] = figures
         model.configure_inference(config)
     return scored
 
 
 def score_all_peer(
-    peer: torch.nn.Module, test_scales: list[int], records: list, class_names: tuple[str, ...], warmup: int
+    peer: torch.nn.Module,
+    test_scales: list[int],
+    records: list,
+    class_names: tuple[str, ...],
+    warmup: int,
+    rounds: SameDetections,
 ) -> dict[str, Any]:
-    """The peer's figures at its trained sizes and at each of ``test_scales``."""
-    scored = score_peer(peer, records, class_names, warmup)
+    """The peer's figures at its trained sizes and at each of ``test_scales`` (detections checked against
+    the first round's)."""
+    trained_sizes = peer.transform.min_size
+    scored, detections = score_peer(peer, records, class_names, warmup)
+    rounds.check(("torchvision", "its RPN", trained_sizes), detections)
     print(
         f"torchvision: VOC07 mAP {scored['voc07_mAP']:.3f}, {1e3 * scored['seconds_per_image']:.1f} ms/image",
         file=sys.stderr,
     )
-    trained_sizes = peer.transform.min_size
     for scale in test_scales:
         peer.transform.min_size = (scale,)
-        at_scale = score_peer(peer, records, class_names, warmup)
+        at_scale, detections = score_peer(peer, records, class_names, warmup)
+        rounds.check(("torchvision", "its RPN", scale), detections)
         scored.setdefault("by_test_scale", {})[scale] = at_scale
         print(
             f"torchvision at {scale}: VOC07 mAP {at_scale['voc07_mAP']:.3f}, "
@@ -229,13 +280,20 @@ def score_all_peer(
     return scored
 
 
+# The figures of an entry that are times: taken from its fastest round (the rest from the first).
+TIME_KEYS = ("seconds_per_image", "stages_ms")
+
+
 def keep_fastest(kept: dict[str, Any], scored: dict[str, Any]) -> None:
-    """Merge a scoring round ``scored`` into ``kept``, in place: an entry (a dict with
-    ``seconds_per_image``) replaces the kept one's figures when it is faster; groups of entries (the
-    generators, ``by_test_scale``) are merged entry by entry."""
+    """Merge a scoring round ``scored`` into ``kept``, in place. An entry (a dict with
+    ``seconds_per_image``) keeps its quality figures from the first round it was seen in and its times
+    (:data:`TIME_KEYS`) from its fastest round; groups of entries (the generators, ``by_test_scale``)
+    are merged entry by entry."""
     if "seconds_per_image" in scored:
-        if "seconds_per_image" not in kept or scored["seconds_per_image"] < kept["seconds_per_image"]:
+        if "seconds_per_image" not in kept:
             kept.update({key: value for key, value in scored.items() if key != "by_test_scale"})
+        elif scored["seconds_per_image"] < kept["seconds_per_image"]:
+            kept.update({key: scored[key] for key in TIME_KEYS if key in scored})
         scored = {key: value for key, value in scored.items() if key == "by_test_scale"}
     for key, value in scored.items():
         if isinstance(value, dict):
@@ -315,15 +373,20 @@ def main() -> int:
         results["torchvision"] = train_peer(
             peer, list(train_set.records), args.seconds, config.train.images_per_batch, config.train.seed
         )
+    rounds = SameDetections()
     for round_index in range(args.timing_rounds):
         print(f"scoring, round {round_index + 1} of {args.timing_rounds}", file=sys.stderr)
-        ours = score_all_detaccel(
-            model, config, class_names, generators, given, test_scales, test_records, args.warmup
-        )
-        keep_fastest(results["detaccel"], ours)
-        if peer is not None:
-            theirs = score_all_peer(peer, test_scales, test_records, class_names, args.warmup)
-            keep_fastest(results["torchvision"], theirs)
+        try:
+            ours = score_all_detaccel(
+                model, config, class_names, generators, given, test_scales, test_records, args.warmup, rounds
+            )
+            keep_fastest(results["detaccel"], ours)
+            if peer is not None:
+                theirs = score_all_peer(peer, test_scales, test_records, class_names, args.warmup, rounds)
+                keep_fastest(results["torchvision"], theirs)
+        except RoundMismatch as error:
+            print(f"bench_vs_torchvision: scoring round {round_index + 1}: {error}", file=sys.stderr)
+            return 1
     if peer is not None:
         for name in generators:
             ours = results["detaccel"][name]

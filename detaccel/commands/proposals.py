@@ -63,9 +63,9 @@ def trained_r2cnn(checkpoint: str, params: dict[str, Any]) -> tuple[Any, Any]:
     test scale); any other gives R²-CNN on its backbone at its test image size.
     """
     from detaccel.cli import CommandError
+    from detaccel.config.r2cnn import generator_kwargs, r2cnn_settings
     from detaccel.engine import CheckpointError
     from detaccel.engine.loading import load_detector
-    from detaccel.config.r2cnn import generator_kwargs, r2cnn_settings
     from detaccel.models.detector_proposals import DetectorProposals
     from detaccel.models.proposal_generator import reads_own_features
     from detaccel.proposals import build_generator

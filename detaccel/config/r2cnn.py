@@ -52,7 +52,9 @@ class R2CNNSettings:
     # -- boxes of each level -----------------------------------------------------
     max_boxes_per_level: int = 100
     grouping: str = "flood"  # "flood": 8-connected components; "original": the first layer's box growing
-    footprint: str | float = "stride"  # pixels per cell when mapping cells to pixels: stride, extent or a number
+    footprint: str | float = (
+        "stride"  # pixels per cell when mapping cells to pixels: stride, extent or a number
+    )
 
     # -- local search ------------------------------------------------------------
     # (width, height) factors of the variants around each box's centre.
@@ -98,8 +100,16 @@ class R2CNNSettings:
         return self.reduction == OBJECTNESS
 
 
+# Fields of the objectness head (they need reduction: objectness).
+HEAD_FIELDS = ("objectness_channels", "objectness_weight", "objectness_boxes")
 # Fields that configure the detector's trained parts or training, not the generator itself.
-DETECTOR_FIELDS = ("objectness_channels", "objectness_weight", "objectness_boxes", "num_shapes", "shapes_scale")
+DETECTOR_FIELDS = (
+    "objectness_channels",
+    "objectness_weight",
+    "objectness_boxes",
+    "num_shapes",
+    "shapes_scale",
+)
 
 
 def valid_keys() -> list[str]:
@@ -129,6 +139,9 @@ def r2cnn_settings(params: Mapping[str, Any] | R2CNNSettings, key: str = "propos
         raise ConfigError(f"config key '{key}.layer': one stage name (maps of several stages were removed)")
     settings = _build(R2CNNSettings, params, key)
     _check(settings, key, ConfigError)
+    head = [name for name in HEAD_FIELDS if name in params]
+    if head and not settings.learned and params[head[0]] != getattr(R2CNNSettings(), head[0]):
+        raise ConfigError(f"config key '{key}.{head[0]}': needs reduction: {OBJECTNESS}")
     return settings
 
 
@@ -154,9 +167,6 @@ def _check(settings: R2CNNSettings, key: str, error: type[Exception]) -> None:
         raise error(f"config key '{key}.peaks': must be >= 0, got {settings.peaks!r}")
     if settings.nms_iou is not None and not 0 < settings.nms_iou <= 1:
         raise error(f"config key '{key}.nms_iou': must be in (0, 1], got {settings.nms_iou!r}")
-    head = [n for n in ("objectness_boxes",) if getattr(settings, n)]
-    if head and not settings.learned:
-        raise error(f"config key '{key}.{head[0]}': needs reduction: {OBJECTNESS}")
 
 
 def settings_dict(settings: R2CNNSettings) -> dict[str, Any]:

@@ -18,22 +18,45 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def resize_scale(height: int, width: int, target_size: int, max_size: int) -> float:
-    """The factor making the shorter side ``target_size``, unless the longer one would exceed ``max_size``."""
-    short, long = min(height, width), max(height, width)
-    scale = target_size / short
-    if round(scale * long) > max_size:
-        scale = max_size / long
+def resize_scale(
+    height: int,
+    width: int,
+    short_side: int | None = None,
+    max_side: int | None = None,
+    upscale: bool = True,
+) -> float:
+    """The factor of the one resize rule of every path (the detector's scales, the generators' inputs).
+
+    The shorter side becomes ``short_side`` unless the longer one would then exceed ``max_side``
+    (after rounding), in which case the longer side becomes ``max_side``; ``max_side`` alone makes the
+    longer side ``max_side``; neither: 1. With ``upscale=False`` the factor never exceeds 1.
+    """
+    shorter, longer = min(height, width), max(height, width)
+    if short_side is not None:
+        scale = short_side / shorter
+    elif max_side is not None:
+        scale = max_side / longer
+    else:
+        scale = 1.0
+    if max_side is not None and round(scale * longer) > max_side:
+        scale = max_side / longer
+    if not upscale:
+        scale = min(scale, 1.0)
     return scale
 
 
+def resized_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``(height, width)`` after resizing by ``scale``: sides rounded, at least 1 px."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """Resize by ``scale`` with bilinear interpolation (output size rounded)."""
-    if scale == 1.0:
-        return image
+    """Resize by ``scale`` with bilinear interpolation to :func:`resized_size`."""
     height, width = image.shape[:2]
-    size = (max(round(width * scale), 1), max(round(height * scale), 1))
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    new_height, new_width = resized_size(height, width, scale)
+    if (new_height, new_width) == (height, width):
+        return image
+    return cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
 
 
 def scale_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
@@ -145,7 +168,10 @@ class InferenceTransform:
     """Every scale of ``resize.scales`` (multi-scale testing), normalised; no flip."""
 
     def __init__(
-        self, resize: Resize = Resize(), mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+        self,
+        resize: Resize = Resize(),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         self.resize, self.mean, self.std = resize, mean, std
 

@@ -128,7 +128,9 @@ def load_model_state(model: nn.Module, state: Mapping[str, Any], source: str = "
     shapes = [
         f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)})"
         for k, v in expected.items()
-        if k in state and isinstance(v, torch.Tensor) and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
+        if k in state
+        and isinstance(v, torch.Tensor)
+        and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
     ]
     if missing or unexpected or shapes:
         parts = []

@@ -184,7 +184,9 @@ class Trainer:
         # R²-CNN's shapes: auto becomes the training boxes' typical shapes, saved in the checkpoint's config.
         proposals = config.proposals
         if canonical_name(proposals.name) == "r2cnn":
-            size = shapes_input_size(r2cnn_settings(proposals.params), config.data.test_scale, config.data.max_size)
+            size = shapes_input_size(
+                r2cnn_settings(proposals.params), config.data.test_scale, config.data.max_size
+            )
             resolve_shapes(proposals.params, dataset.records, *size)
         model = build_detector(config, len(dataset.class_names), dataset.class_names).to(info.device)
         if model.proposal_generator.reads_features and model.roi_features.per_region:

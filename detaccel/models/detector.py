@@ -115,7 +115,9 @@ class RegionDetector(nn.Module):
         self.box_weights = tuple(config.model.box_weights)
         self.backbone = build_backbone(config.backbone)
         proposals = config.proposals
-        self.objectness: ObjectnessHead | None = build_objectness_head(proposals.name, proposals.params, self.backbone)
+        self.objectness: ObjectnessHead | None = build_objectness_head(
+            proposals.name, proposals.params, self.backbone
+        )
         self.box_shapes = BoxShapes()
         if canonical_name(proposals.name) == "r2cnn":
             settings = r2cnn_settings(proposals.params)
@@ -128,10 +130,17 @@ class RegionDetector(nn.Module):
         roi_features = build_roi_features(
             config.roi_feature_type, config.roi_features, self.backbone.out_channels, self.backbone.stride
         )
-        head = FCHead(roi_features.output_dim, config.head.fc_dims, config.head.dropout, config.head.svd_ranks)
+        head = FCHead(
+            roi_features.output_dim, config.head.fc_dims, config.head.dropout, config.head.svd_ranks
+        )
         predictor = Predictor(head.out_dim, num_classes, svm=config.model.classifier == "svm")
         self.roi_heads = RoIHeads(
-            roi_features, head, predictor, sampling_options(config), proposals.max_train, config.train.box_loss_weight
+            roi_features,
+            head,
+            predictor,
+            sampling_options(config),
+            proposals.max_train,
+            config.train.box_loss_weight,
         )
         if config.head.packed:
             install_packed_layers(self, config.head.packed)
@@ -265,8 +274,8 @@ class RegionDetector(nn.Module):
         if generator.reads_features:
             if self.roi_features.per_region:
                 raise ValueError(
-                    "R-CNN samples its training regions once from cached proposals; R²-CNN on the model's own "
-                    "features trains SPPnet and Fast R-CNN (give R-CNN an image-based generator)"
+                    "R-CNN samples its training regions once from cached proposals; R²-CNN on the model's "
+                    "own features trains SPPnet and Fast R-CNN (give R-CNN an image-based generator)"
                 )
             shared, proposal_map = self._maps(images)
             sizes = [tuple(t["image_size"]) for t in targets]

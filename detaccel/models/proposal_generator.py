@@ -141,9 +141,13 @@ class FeatureProposals(ProposalSource):
         for (boxes, scores), size, scale in zip(raw, input_sizes, scales, strict=True):
             with stage("finalize"):
                 kept, _ = finalize_proposals(
-                    boxes, scores, tuple(size), min_size=self.generator.min_size, max_proposals=self.max_proposals
+                    boxes,
+                    scores,
+                    tuple(size),
+                    min_size=self.generator.min_size,
+                    max_proposals=self.max_proposals,
                 )
-                # Back to original pixels, clipped again: the resized image's last pixel maps past the original's.
+                # Back to original pixels, clipped again (the resized image's last pixel maps past the end).
                 height, width = (round(side / scale) for side in size)
                 original = kept / scale
                 np.clip(original[:, 0::2], 0, width - 1, out=original[:, 0::2])
@@ -232,7 +236,11 @@ def check_fits_head(settings: R2CNNSettings, head: ObjectnessHead | None) -> Non
         "objectness_channels": settings.objectness_channels,
         "objectness_boxes": settings.objectness_boxes,
     }
-    trained = {"layer": head.stage, "objectness_channels": head.hidden, "objectness_boxes": head.sides is not None}
+    trained = {
+        "layer": head.stage,
+        "objectness_channels": head.hidden,
+        "objectness_boxes": head.sides is not None,
+    }
     differing = [key for key in wanted if wanted[key] != trained[key]]
     if differing:
         given = ", ".join(f"{key}={wanted[key]!r}" for key in differing)
@@ -261,7 +269,9 @@ def build_proposal_source(
     shapes (:class:`~detaccel.models.box_shapes.BoxShapes`), which ``shapes: auto`` reads.
     """
     if canonical_name(name) != "r2cnn":
-        return ImageProposals(canonical_name(name), build_generator(name, **dict(params or {})), max_proposals)
+        return ImageProposals(
+            canonical_name(name), build_generator(name, **dict(params or {})), max_proposals
+        )
     settings = r2cnn_settings(params)
     kwargs = generator_kwargs(settings)
     if settings.shapes == "auto":
@@ -275,7 +285,10 @@ def build_proposal_source(
         measured = settings.shapes_scale
     input_scale = shapes_input_size(settings, test_scale)[0]
     kwargs["shapes"] = [
-        tuple(pair) for pair in shapes_at_scale({"shapes": kwargs["shapes"], "shapes_scale": measured}, input_scale)["shapes"]
+        tuple(pair)
+        for pair in shapes_at_scale({"shapes": kwargs["shapes"], "shapes_scale": measured}, input_scale)[
+            "shapes"
+        ]
     ]
     if not settings.own_map:
         return ImageProposals("r2cnn", build_generator("r2cnn", **kwargs), max_proposals)

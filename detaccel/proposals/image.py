@@ -2,8 +2,9 @@
 
 Generators work on 8-bit BGR images (``[H, W, 3]`` uint8, as ``cv2.imread``
 decodes them). :func:`to_bgr8` converts the other layouts and depths a caller
-may hold; :func:`resize_scale`, :func:`resize_image` and :func:`rescale_boxes`
-run a generator on a resized copy and bring its boxes back.
+may hold; :func:`resize_image` (the project's one resize rule,
+:mod:`detaccel.data.transforms`) and :func:`rescale_boxes` run a generator on a
+resized copy and bring its boxes back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 
 import cv2
 import numpy as np
+
+from detaccel.data import transforms
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -48,52 +51,15 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def resize_scale(
-    height: int,
-    width: int,
-    short_side: int | None = None,
-    max_side: int | None = None,
-    upscale: bool = True,
-) -> float:
-    """Scale factor of the resize rule shared by the generators.
-
-    The shorter side becomes ``short_side`` (when given), then the scale is
-    reduced so that the longer side is at most ``max_side`` (when given). With
-    ``upscale=False`` the factor never exceeds 1. ``max_side`` alone with
-    ``upscale=True`` makes the longer side exactly ``max_side``.
-    """
-    longer, shorter = max(height, width), min(height, width)
-    if short_side is not None:
-        scale = short_side / shorter
-    elif max_side is not None:
-        scale = max_side / longer
-    else:
-        scale = 1.0
-    if max_side is not None:
-        scale = min(scale, max_side / longer)
-    if not upscale:
-        scale = min(scale, 1.0)
-    return scale
-
-
-def resized_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """``(height, width)`` after resizing by ``scale``: sides rounded, at least 1 px."""
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def resize_image(image: np.ndarray, scale: float) -> tuple[np.ndarray, tuple[float, float]]:
-    """Resize by ``scale`` (see :func:`resized_size`).
+    """Resize by ``scale`` (the project's one rule, :func:`detaccel.data.transforms.resize_image`).
 
     Returns the resized image and the exact per-axis factors ``(sx, sy)``
     (resized / original) for :func:`rescale_boxes`.
     """
     height, width = image.shape[:2]
-    new_height, new_width = resized_size(height, width, scale)
-    if (new_width, new_height) == (width, height):
-        return image, (1.0, 1.0)
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
-    return resized, (new_width / width, new_height / height)
+    resized = transforms.resize_image(image, scale)
+    return resized, (resized.shape[1] / width, resized.shape[0] / height)
 
 
 def rescale_boxes(boxes: np.ndarray, factors: tuple[float, float]) -> np.ndarray:

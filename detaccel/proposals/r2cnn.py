@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from detaccel.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from detaccel.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_scale, resized_size
 from detaccel.profiling import stage
 from detaccel.proposals._checks import check_choice, check_float, check_int, check_numbers, check_pairs
 from detaccel.proposals.backbone import default_cut, flatten_layers, torchvision_features, truncate
 from detaccel.proposals.base import GeneratorBase, ImageId, Proposals, RawProposals
-from detaccel.proposals.image import rescale_boxes, resize_image, resize_scale, resized_size, to_bgr8
+from detaccel.proposals.image import rescale_boxes, resize_image, to_bgr8
 from detaccel.proposals.r2cnn_scoring import (
     RANKINGS,
     REDUCTIONS,

@@ -9,9 +9,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detaccel.data.transforms import resize_scale
 from detaccel.proposals._checks import check_choice, check_float, check_int
 from detaccel.proposals.base import GeneratorBase, ImageId, RawProposals
-from detaccel.proposals.image import rects_to_boxes, rescale_boxes, resize_image, resize_scale
+from detaccel.proposals.image import rects_to_boxes, rescale_boxes, resize_image
 from detaccel.proposals.opencv_threads import opencv_threads
 
 _LIBC: Any = None
