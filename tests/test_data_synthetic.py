@@ -45,8 +45,32 @@ def test_writing_is_deterministic(written, tmp_path):
     assert _digest(tmp_path / "voc") == _digest(base / "voc")
     # An image depends only on the seed and its index, not on how many are written.
     write_synthetic(tmp_path / "fewer", "voc", seed=3, num_images=5)
-    name = "VOCdevkit/SYNTH/JPEGImages/000004.jpg"
+    name = "VOCdevkit/VOC2007/JPEGImages/000004.jpg"
     assert _digest(tmp_path / "fewer")[name] == _digest(base / "voc")[name]
+
+
+def test_torchvisions_voc_reader_reads_the_embedded_default_as_is(written):
+    from torchvision.datasets import VOCDetection
+
+    base, voc_root, _ = written
+    assert voc_root == base / "voc" / "VOCdevkit" / "VOC2007"
+    ours = load_voc(voc_root, "test", "synthetic")
+    theirs = VOCDetection(str(base / "voc"), year="2007", image_set="test", download=False)
+    assert len(theirs) == len(ours) > 0
+    image, target = theirs[0]
+    record = ours.records[0]
+    assert image.size == (record.width, record.height)
+    objects = target["annotation"]["object"]
+    assert sorted(o["name"] for o in objects) == sorted(SYNTHETIC_CLASSES[k] for k in record.labels)
+    assert all(o["name"] in SYNTHETIC_CLASSES for o in objects)
+
+
+def test_a_set_written_anew_replaces_the_earlier_layout(tmp_path):
+    legacy = tmp_path / "VOCdevkit" / "SYNTH" / "Annotations"
+    legacy.mkdir(parents=True)
+    root = write_synthetic(tmp_path, "voc", seed=1, num_images=4, overwrite=True)
+    assert not legacy.parent.exists() and len(load_voc(tmp_path, "trainval", "synthetic")) > 0
+    assert root.name == "VOC2007"
 
 
 def test_voc_and_coco_outputs_load_to_the_same_records(written):

@@ -31,8 +31,9 @@ def parse_settings(items: list[str], generators: list[str]) -> dict[str, dict[st
 def default_dataset(path: Path, split: str):
     """The embedded synthetic VOC set under ``path``, written there first if missing."""
     from detaccel.data import load_dataset, write_synthetic
+    from detaccel.data.synthetic import VOC_DATASET_NAME
 
-    root = path / "VOCdevkit" / "SYNTH"
+    root = path / "VOCdevkit" / VOC_DATASET_NAME
     if not (root / "ImageSets" / "Main" / f"{split}.txt").exists():
         print(f"writing the embedded synthetic dataset to {path}")
         root = write_synthetic(path, "voc", seed=0, overwrite=True)

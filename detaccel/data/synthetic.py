@@ -45,7 +45,10 @@ __all__ = [
 
 DEFAULT_SIZE = (320, 240)  # width, height
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.1, "test": 0.3}
-VOC_DATASET_NAME = "SYNTH"
+# VOC2007's layout and name, so that torchvision's VOCDetection(root, year="2007") reads it as it is.
+VOC_DATASET_NAME = "VOC2007"
+# Where earlier versions wrote it (replaced with the rest when the set is written anew).
+LEGACY_VOC_DATASET_NAME = "SYNTH"
 JPEG_QUALITY = 90
 
 # TEXTURES[label] is the usual texture of class SYNTHETIC_CLASSES[label].
@@ -430,7 +433,7 @@ def _prepare_output(paths: list[Path], out_dir: Path, overwrite: bool) -> None:
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(
-            f"{existing[0]} already exists (pass overwrite=True / --overwrite to replace it)"
+            f"{existing[0]} already exists (rerun with --overwrite to replace it)"
         )
     for p in existing:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -449,7 +452,7 @@ def write_synthetic(
 ) -> Path:
     """Write the synthetic dataset and return the directory to load it from.
 
-    ``format="voc"`` writes ``<out>/VOCdevkit/SYNTH/`` (``Annotations/``,
+    ``format="voc"`` writes ``<out>/VOCdevkit/VOC2007/`` (``Annotations/``,
     ``JPEGImages/``, ``ImageSets/Main/{train,val,test,trainval}.txt``) and
     returns that directory. ``format="coco"`` writes ``<out>/images/`` and
     ``<out>/annotations/instances_{train,val,test,trainval}.json`` and returns
@@ -474,7 +477,8 @@ def write_synthetic(
     }
     if format == "voc":
         root = out_dir / "VOCdevkit" / VOC_DATASET_NAME
-        _prepare_output([root, out_dir / "synthetic.json"], out_dir, overwrite)
+        legacy = out_dir / "VOCdevkit" / LEGACY_VOC_DATASET_NAME
+        _prepare_output([root, legacy, out_dir / "synthetic.json"], out_dir, overwrite)
         _write_voc(root, seed, num_images, width, height, splits)
     else:
         root = out_dir
