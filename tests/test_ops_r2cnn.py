@@ -395,3 +395,30 @@ def test_direct_contrast_operator_call_checks_before_reading():
         torch.ops.detaccel.r2cnn_contrast_scores(
             torch.zeros(0, 4), torch.zeros(1, 4), 1.0, 0.0, 1.0, 0.0, 0.5
         )
+
+
+@pytest.mark.parametrize("superlevel", [False, True])
+def test_level_boxes_fake_kernel_declares_a_data_dependent_size(superlevel):
+    """The operator's fake (meta) kernel passes PyTorch's opcheck, and the level operators compile
+    whole with ``torch.compile`` (their output sizes declared data-dependent) to the eager boxes."""
+    import torch._dynamo
+
+    levels = torch.randint(0, 6, (2, 9, 11), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
+    args = (levels, 6, 10, 0, superlevel)
+    torch.library.opcheck(torch.ops.detaccel.r2cnn_level_boxes.default, args)
+
+    def boxes(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, found = torch.ops.detaccel.r2cnn_feature_levels(features, 6)
+        return torch.ops.detaccel.r2cnn_level_boxes(found, 6, 10, 0, superlevel)
+
+    features = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(1))
+    saved = torch._dynamo.config.capture_dynamic_output_shape_ops
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    try:
+        torch._dynamo.reset()
+        compiled = torch.compile(boxes, backend="aot_eager", fullgraph=True)(features)
+    finally:
+        torch._dynamo.config.capture_dynamic_output_shape_ops = saved
+    expected = boxes(features)
+    assert len(expected[0]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(compiled, expected, strict=True))

@@ -60,6 +60,7 @@ class ImageProposals(ProposalSource):
         super().__init__(name, max_proposals)
         self.generator = generator
 
+    @torch.compiler.disable
     def propose(self, image_rgb: np.ndarray, image_id: Any = None) -> np.ndarray:
         """Boxes ``[K, 4]`` float32 of one RGB image, in its own pixels."""
         bgr = np.ascontiguousarray(image_rgb[:, :, ::-1])
@@ -122,6 +123,7 @@ class FeatureProposals(ProposalSource):
                 }
         return self.propose_from_features(feature_map, input_sizes, scales, logits), losses
 
+    @torch.compiler.disable
     def propose_from_features(
         self,
         feature_map: torch.Tensor,
@@ -130,7 +132,10 @@ class FeatureProposals(ProposalSource):
         objectness_logits: torch.Tensor | None = None,
     ) -> list[np.ndarray]:
         """Boxes per image in original pixels from ``feature_map`` (or, when given, the objectness
-        head's ``objectness_logits`` on it: R²-CNN reads their map, and their box sides if any)."""
+        head's ``objectness_logits`` on it: R²-CNN reads their map, and their box sides if any).
+
+        R²-CNN's grouping and ranking (compiled operators and numpy) run eagerly under
+        ``torch.compile``: the number of boxes depends on the data."""
         read, sides = feature_map.detach(), None
         if objectness_logits is not None:
             read = torch.sigmoid(objectness_logits[:, :1].detach())

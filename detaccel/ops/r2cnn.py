@@ -114,7 +114,14 @@ def r2cnn_level_boxes(
     boxes, image_index = torch.ops.detaccel.r2cnn_level_boxes(
         levels, num_levels, max_boxes_per_level, GROUPINGS.index(grouping), superlevel
     )
-    counts = torch.bincount(image_index, minlength=levels.shape[0]).tolist()
+    return _per_image(boxes, image_index, levels.shape[0])
+
+
+@torch.compiler.disable
+def _per_image(boxes: torch.Tensor, image_index: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """``boxes`` split by image (rows come image by image); run eagerly under ``torch.compile``, as the
+    sizes depend on the data."""
+    counts = torch.bincount(image_index, minlength=count).tolist()
     return list(torch.split(boxes, counts))
 
 
@@ -181,6 +188,15 @@ def _register() -> None:
         n, _, h, w = features.shape
         dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
         return features.new_empty((n, h, w), dtype=dtype), features.new_empty((n, h, w), dtype=torch.int32)
+
+    @torch.library.register_fake("detaccel::r2cnn_level_boxes")
+    def _level_boxes_fake(levels, num_levels, max_boxes_per_level, grouping=0, superlevel=False):
+        # Data-dependent: at most max_boxes_per_level boxes for each level of each image.
+        count = torch.library.get_ctx().new_dynamic_size()
+        return (
+            levels.new_empty((count, 4), dtype=torch.int64),
+            levels.new_empty((count,), dtype=torch.int64),
+        )
 
     @torch.library.register_fake("detaccel::r2cnn_contrast_scores")
     def _contrast_fake(integrated, boxes, stride_x, offset_x, stride_y, offset_y, ring=0.5):
