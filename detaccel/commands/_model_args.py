@@ -67,3 +67,26 @@ def use_generator(model, config, name: str | None) -> str:
     except (TypeError, ValueError) as error:
         raise CommandError(f"--generator {name}: {error}") from None
     return canonical_name(name)
+
+
+def add_runtime_argument(parser) -> None:
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default=None,
+        help="run the backbone at inference in eager PyTorch or in ONNX Runtime (the same weights "
+        "exported in the process; CPU); default: the configuration's backbone.runtime",
+    )
+
+
+def use_runtime(model, config, runtime: str | None) -> None:
+    """Run ``model``'s backbone in ``runtime`` (``None``: as configured), recorded in ``config``."""
+    from detaccel.cli import CommandError
+
+    if runtime is None:
+        return
+    try:
+        model.backbone.set_runtime(runtime)
+    except ValueError as error:
+        raise CommandError(f"--runtime {runtime}: {error}") from None
+    config.backbone.runtime = runtime

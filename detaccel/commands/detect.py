@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from detaccel.cli import CommandError
-    from detaccel.commands._model_args import as_command_errors, use_generator
+    from detaccel.commands._model_args import as_command_errors, use_generator, use_runtime
     from detaccel.config import load_config
     from detaccel.data import DatasetError
     from detaccel.data.io import write_jpeg
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides) if args.config else None
         config, model, class_names = load_detector(args.checkpoint, config, () if args.config else overrides)
     generator = use_generator(model, config, args.generator)
+    use_runtime(model, config, args.runtime)
     device = init_distributed(args.device).device
     model.to(device).eval()
     out = Path(args.out)
@@ -99,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from detaccel.commands._model_args import add_config_arguments, add_generator_argument
+    from detaccel.commands._model_args import (
+        add_config_arguments,
+        add_generator_argument,
+        add_runtime_argument,
+    )
 
     parser = subparsers.add_parser(
         "detect",
@@ -112,6 +117,7 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint (trained or compressed)")
     add_config_arguments(parser)
     add_generator_argument(parser)
+    add_runtime_argument(parser)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--score-threshold",

@@ -11,8 +11,10 @@ from pathlib import Path
 from detaccel.commands._model_args import (
     add_config_arguments,
     add_generator_argument,
+    add_runtime_argument,
     as_command_errors,
     use_generator,
+    use_runtime,
 )
 
 
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides) if args.config else None
         config, model, class_names = load_detector(args.checkpoint, config, () if args.config else overrides)
         generator = use_generator(model, config, args.generator)
+        use_runtime(model, config, args.runtime)
         if generator != config.proposals.name:
             config.proposals.name, config.proposals.params = generator, {}
         info = init_distributed(args.device)
@@ -58,6 +61,7 @@ def register(subparsers) -> None:
     )
     add_config_arguments(parser)
     add_generator_argument(parser)
+    add_runtime_argument(parser)
     parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint (trained or compressed)")
     parser.add_argument("--split", help="dataset split (default: data.test_split)")
     parser.add_argument("--out", help="output directory (default: eval_<split> next to the checkpoint)")

@@ -14,11 +14,18 @@ from pathlib import Path
 from typing import Any
 
 
-def _load(checkpoint: str, config_path: str | None, overrides: list[str], generator: str | None, device: Any):
-    """``(LoadedDetector, generator name)`` of a checkpoint with overrides and a generator."""
+def _load(
+    checkpoint: str,
+    config_path: str | None,
+    overrides: list[str],
+    generator: str | None,
+    device: Any,
+    runtime: str | None = None,
+):
+    """``(LoadedDetector, generator name)`` of a checkpoint with overrides, a generator and a runtime."""
     from detaccel.benchmarks.detection import LoadedDetector
     from detaccel.cli import CommandError
-    from detaccel.commands._model_args import use_generator
+    from detaccel.commands._model_args import use_generator, use_runtime
     from detaccel.config import load_config
     from detaccel.engine.loading import load_detector
 
@@ -26,6 +33,7 @@ def _load(checkpoint: str, config_path: str | None, overrides: list[str], genera
         raise CommandError(f"checkpoint {checkpoint}: no such file")
     config = load_config(config_path, overrides) if config_path else None
     config, model, class_names = load_detector(checkpoint, config, () if config_path else overrides)
+    use_runtime(model, config, runtime)
     detector = LoadedDetector(config.model.family, config, model.to(device), class_names)
     return detector, use_generator(model, config, generator)
 
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         data = data_overrides(args)
         device = init_distributed(args.device).device
         detector, generator_name = _load(
-            args.checkpoint, args.config, [*args.overrides, *data], args.generator, device
+            args.checkpoint, args.config, [*args.overrides, *data], args.generator, device, args.runtime
         )
         dataset = load_split(detector.config, detector.config.data.test_split, init_distributed("cpu"))
         records = list(dataset.records)[: args.images]
@@ -105,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from detaccel.commands._model_args import add_config_arguments, add_generator_argument
+    from detaccel.commands._model_args import (
+        add_config_arguments,
+        add_generator_argument,
+        add_runtime_argument,
+    )
     from detaccel.commands.bench import add_data_arguments
 
     parser = subparsers.add_parser(
@@ -118,6 +130,7 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint")
     add_generator_argument(parser)
+    add_runtime_argument(parser)
     parser.add_argument("--images", type=int, default=20, help="images to profile (default: 20)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up images, not counted (default: 2)")
     parser.add_argument(

@@ -189,6 +189,7 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"config key 'backbone.stride': expected 8 or 16, got {config.backbone.stride!r}")
     _check_positive("backbone.width", config.backbone.width)
     _check_backbone_weights(config.backbone)
+    _check_choice("backbone.runtime", config.backbone.runtime, ("torch", "onnxruntime"))
     if config.roi_features.type is not None:
         _check_choice("roi_features.type", config.roi_features.type, ROI_FEATURES)
     for key in ("output_size", "warp_size", "warp_batch_size"):

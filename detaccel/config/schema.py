@@ -52,6 +52,9 @@ class BackboneConfig:
     # convolution before it, and/or in channels-last layout: the same outputs (to float rounding), faster.
     fold_batchnorm: bool = True
     channels_last: bool = True
+    # Inference on the CPU in "torch" (eager) or "onnxruntime" (the same inference body exported to
+    # ONNX in the process, run by ONNX Runtime).
+    runtime: str = "torch"
 
 
 @dataclass

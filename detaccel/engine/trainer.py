@@ -41,7 +41,7 @@ FINAL_MODEL = "model_final.pth"
 RESOLVED_CONFIG = "config.yaml"
 ARCHITECTURE_SECTIONS = ("model", "backbone", "roi_features", "head")
 # Keys of those sections that do not change the weights (where they come from, how inference runs).
-NON_ARCHITECTURE_KEYS = ("weights", "fold_batchnorm", "channels_last")
+NON_ARCHITECTURE_KEYS = ("weights", "fold_batchnorm", "channels_last", "runtime")
 
 
 def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:

@@ -224,11 +224,41 @@ class Backbone(nn.Module):
             self._inference = (key, inference_copy(self.body, self.fold_batchnorm, self.channels_last))
         return self._inference[1]
 
+    # Inference (eval mode, no gradient, CPU tensors) may run in ONNX Runtime: the inference body
+    # above, exported once per set of maps asked for (again when a weight changes), dynamic sizes.
+    runtime: str = "torch"
+    _sessions: dict | None = None
+
+    def set_runtime(self, runtime: str) -> None:
+        """Run inference in ``"torch"`` (eager) or ``"onnxruntime"`` (the installed package)."""
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if runtime == "onnxruntime":
+            onnx_runtime()
+        self.runtime, self._sessions = runtime, {}
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_stages(images)[OUT]
 
     def forward_stages(self, images: torch.Tensor, names: Iterable[str] = ()) -> dict[str, torch.Tensor]:
         """One pass over ``images``: the maps ``names`` and ``"out"`` (the output of ``forward``)."""
+        names = tuple(dict.fromkeys(n for n in names if n != OUT))
+        inference = not (self.training or torch.is_grad_enabled()) and images.device.type == "cpu"
+        if self.runtime == "onnxruntime" and inference and not torch.compiler.is_compiling():
+            return self._onnx_stages(images, names)
+        return self._torch_stages(images, names)
+
+    def _onnx_stages(self, images: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        tensors = (*self.body.parameters(), *self.body.buffers())
+        key = (names, torch.get_num_threads(), *((t.data_ptr(), t._version) for t in tensors))
+        sessions = self._sessions if self._sessions is not None else {}
+        if names not in sessions or sessions[names][0] != key:
+            sessions[names] = (key, _onnx_session(self, names, images))
+            self._sessions = sessions
+        outputs = sessions[names][1].run(None, {"images": images.float().contiguous().numpy()})
+        return {name: torch.from_numpy(value) for name, value in zip((OUT, *names), outputs, strict=True)}
+
+    def _torch_stages(self, images: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
         wanted = {name: self._stage(name) for name in names if name != OUT}
         at_index: dict[int, list[str]] = {}
         for name, stage in wanted.items():
@@ -253,6 +283,73 @@ class Backbone(nn.Module):
 
     def _after_body(self, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
         return {}
+
+
+RUNTIMES = ("torch", "onnxruntime")
+ONNX_OPSET = 17
+
+
+def onnx_runtime() -> Any:
+    """The ``onnxruntime`` module, or an error that names the packages to install."""
+    try:
+        import onnx  # noqa: F401  (the exporter writes its graphs)
+        import onnxruntime
+    except ImportError:
+        raise BackboneWeightsError(
+            "runtime onnxruntime: install the packages onnx and onnxruntime (the README's set-up does)"
+        ) from None
+    return onnxruntime
+
+
+class _StageGraph(nn.Module):
+    """A backbone's eager maps ``("out", *names)`` as a tuple, for the ONNX exporter."""
+
+    def __init__(self, backbone: Backbone, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.backbone, self.names = backbone, names
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps = self.backbone._torch_stages(images, self.names)
+        return tuple(maps[name] for name in (OUT, *self.names))
+
+
+def export_stages(backbone: Backbone, names: Sequence[str], example: torch.Tensor, path: Any) -> None:
+    """Write ``backbone``'s inference body (batch norm folded) to ONNX at ``path`` (a file or a
+    binary stream): input ``images`` ``[N, 3, H, W]`` of any size, outputs ``out`` and ``names``."""
+    import warnings
+
+    names = tuple(names)
+    outputs = [OUT, *names]
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+    axes.update({name: {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} for name in outputs})
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        backbone.eval()._running_body()  # the inference copy made before tracing, not inside it
+        torch.onnx.export(
+            _StageGraph(backbone, names).eval(),
+            (example[:1].float(),),
+            path,
+            opset_version=ONNX_OPSET,
+            input_names=["images"],
+            output_names=outputs,
+            dynamic_axes=axes,
+            dynamo=False,
+        )
+
+
+def _onnx_session(backbone: Backbone, names: tuple[str, ...], example: torch.Tensor) -> Any:
+    import io
+
+    runtime = onnx_runtime()
+    graph = io.BytesIO()
+    export_stages(backbone, names, example, graph)
+    options = runtime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # No busy-waiting between runs: the stages after the backbone need the same cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return runtime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
 # --------------------------------------------------------------------------- small and torchvision
@@ -820,4 +917,6 @@ def build_backbone(config: BackboneConfig) -> Backbone:
     elif frozen_bn:
         freeze_batchnorm(backbone.body)
     backbone.set_inference_layout(config.fold_batchnorm, config.channels_last)
+    if config.runtime != "torch":
+        backbone.set_runtime(config.runtime)
     return backbone
