@@ -2,21 +2,22 @@ import time
 
 import numpy as np
 
-from detaccel.benchmarks.memory import PeakMemory, release_free_memory, resident_bytes
+from detaccel.benchmarks.memory import PeakMemory, resident_bytes
 
 
 def test_peak_memory_sees_a_large_temporary_allocation():
-    release_free_memory()  # as the block's entry does: earlier tests' freed heap must not count as `before`
-    before = resident_bytes()
-    assert before > 0
     with PeakMemory(interval=0.001) as peak:
+        # The resident size the block started from, read as the block entered (after it released the
+        # heap's free memory), so that nothing freed on entry is counted against the allocation.
+        before = peak._peak
+        assert before > 0
         block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MiB, touched
         block.sum()
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 30.0
         while peak._peak < before + 48 * 2**20 and time.monotonic() < deadline:
-            time.sleep(0.01)  # hold the block until the sampler has seen it (or give up after 5 s)
+            time.sleep(0.01)  # hold the block until the sampler has seen it (a busy machine: up to 30 s)
         del block
-    assert peak.megabytes * 2**20 >= before + 60 * 2**20 - 16 * 2**20
+    assert peak.megabytes * 2**20 >= before + 48 * 2**20
 
 
 def test_memory_freed_before_the_block_is_not_counted():
