@@ -83,7 +83,11 @@ class HeadConfig:
 
 @dataclass
 class ProposalsConfig:
-    """A generator of :mod:`detaccel.proposals` and its parameters; results are cached per split."""
+    """A generator of :mod:`detaccel.proposals` and its parameters; results are cached per split.
+
+    ``params`` are checked when the configuration loads: R²-CNN's against
+    :class:`detaccel.config.r2cnn.R2CNNSettings`, another generator's against its constructor.
+    """
 
     name: str = "selective_search"
     params: dict[str, Any] = field(default_factory=dict)
