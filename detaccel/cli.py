@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "compress",
     "profile",
     "bench",
+    "export",
 )
 
 

@@ -1,0 +1,185 @@
+"""Writing a trained detector's dense parts as ONNX graphs, with a manifest of what runs between them.
+
+:func:`export_detector` writes, into one directory:
+
+- ``backbone.onnx``: ``images`` ``[N, 3, H, W]`` (normalised, any size) to the RoI map ``out`` and
+  every other backbone stage the proposal slot reads (batch norm folded, as at inference);
+- ``objectness.onnx`` (a detector trained with R²-CNN's learned head): that stage's map to the
+  objectness logits (and box sides);
+- ``head.onnx``: pooled RoI features ``[K, D]`` (any ``K``) to fc7 features, class logits and box
+  deltas (fc6/fc7 as trained or compressed, then the predictor);
+- ``manifest.json``: classes, normalisation, test scales, RoI features and their parameters, the
+  proposal generator's resolved settings, box weights, post-processing, typical shapes.
+
+RoI pooling, R²-CNN's grouping and ranking and the per-class NMS run between the graphs in the
+project's operators. Each graph is checked against the eager model on an example when written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from detaccel.config.loader import resolved_config_dict
+from detaccel.config.schema import Config
+from detaccel.models.backbones import ONNX_OPSET, export_stages, onnx_runtime
+from detaccel.models.detector import RegionDetector
+from detaccel.models.proposal_generator import FeatureProposals
+
+TOLERANCE = 1e-3
+
+
+class ExportError(ValueError):
+    """A part of the detector that cannot be written as ONNX, or whose graph disagrees with it."""
+
+
+class _HeadGraph(nn.Module):
+    def __init__(self, model: RegionDetector) -> None:
+        super().__init__()
+        self.head, self.predictor = model.head, model.predictor
+
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.head(pooled)
+        logits, deltas = self.predictor(features)
+        return features, logits, deltas
+
+
+class _ObjectnessGraph(nn.Module):
+    """The objectness head's branches (its layers, without its saved stage name)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.conv, self.logits = head.conv, head.logits
+        self.side_conv, self.sides = head.side_conv, head.sides
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(torch.relu(self.conv(feature_map)))
+        if self.sides is None:
+            return logits
+        return torch.cat((logits, self.sides(torch.relu(self.side_conv(feature_map)))), dim=1)
+
+
+def _export(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    axes: dict[str, dict[int, str]],
+) -> None:
+    import warnings
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(),
+                (example,),
+                str(path),
+                opset_version=ONNX_OPSET,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
+                dynamo=False,
+            )
+    except Exception as error:  # the exporter's own errors name the operator it could not write
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"{path.name}: cannot be written as ONNX ({reason})") from None
+
+
+def _check(path: Path, feeds: dict[str, np.ndarray], expected: list[torch.Tensor]) -> float:
+    """The largest difference between the graph's outputs on ``feeds`` and ``expected``."""
+    runtime = onnx_runtime()
+    session = runtime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, feeds)
+    worst = max(
+        float(np.abs(o - e.numpy()).max()) if e.numel() else 0.0
+        for o, e in zip(outputs, expected, strict=True)
+    )
+    if not worst <= TOLERANCE * max(1.0, max(float(e.abs().max()) for e in expected if e.numel())):
+        raise ExportError(f"{path.name}: ONNX Runtime's outputs differ from the model's by {worst:.3g}")
+    return worst
+
+
+def export_detector(model: RegionDetector, config: Config, out_dir: str | Path) -> dict[str, Any]:
+    """Write ``model``'s graphs and manifest into ``out_dir`` (see the module docstring); the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    if model.roi_features.per_region:
+        raise ExportError("R-CNN runs the backbone on every warped region; export a SPPnet or Fast R-CNN")
+    source = model.proposal_generator
+    stages = (source.stage,) if isinstance(source, FeatureProposals) and source.stage != "out" else ()
+    size = int(config.data.test_scale)
+    images = torch.randn(1, 3, size, size * 4 // 3)
+    differences = {}
+    with torch.no_grad():
+        maps = model.backbone._torch_stages(images, stages)
+        try:
+            export_stages(model.backbone, stages, images, out_dir / "backbone.onnx")
+        except Exception as error:
+            raise ExportError(f"backbone.onnx: cannot be written as ONNX ({error})") from None
+        names = ["out", *stages]
+        differences["backbone.onnx"] = _check(
+            out_dir / "backbone.onnx", {"images": images.numpy()}, [maps[n] for n in names]
+        )
+        if model.objectness is not None:
+            feature_map = maps[model.objectness.stage]
+            logits = model.objectness(feature_map)
+            _export(
+                _ObjectnessGraph(model.objectness),
+                feature_map,
+                out_dir / "objectness.onnx",
+                ["map"],
+                ["logits"],
+                {
+                    "map": {0: "batch", 2: "height", 3: "width"},
+                    "logits": {0: "batch", 2: "height", 3: "width"},
+                },
+            )
+            differences["objectness.onnx"] = _check(
+                out_dir / "objectness.onnx", {"map": feature_map.numpy()}, [logits]
+            )
+        pooled = torch.randn(7, model.roi_features.output_dim)
+        graph = _HeadGraph(model)
+        expected = list(graph(pooled))
+        _export(
+            graph,
+            pooled,
+            out_dir / "head.onnx",
+            ["pooled"],
+            ["features", "class_logits", "box_deltas"],
+            {name: {0: "rois"} for name in ("pooled", "features", "class_logits", "box_deltas")},
+        )
+        differences["head.onnx"] = _check(out_dir / "head.onnx", {"pooled": pooled.numpy()}, expected)
+    resolved = resolved_config_dict(config)
+    manifest = {
+        "format": "detaccel-onnx",
+        "opset": ONNX_OPSET,
+        "graphs": {name: {"max_difference": value} for name, value in differences.items()},
+        "class_names": list(model.class_names or []),
+        "family": model.family,
+        "pixel_mean": list(model.pixel_mean),
+        "pixel_std": list(model.pixel_std),
+        "size_divisibility": model.size_divisibility,
+        "backbone_stride": int(model.backbone.stride),
+        "backbone_outputs": ["out", *stages],
+        "objectness_stage": None if model.objectness is None else model.objectness.stage,
+        "box_shapes": {"sizes": model.box_shapes.sizes, "scale": model.box_shapes.scale},
+        "roi_features": {"type": config.roi_feature_type, **dataclasses.asdict(config.roi_features)},
+        "box_weights": list(model.box_weights),
+        "postprocess": dict(model.postprocess_options),
+        "data": {
+            key: resolved["data"][key] for key in ("test_scale", "test_scales", "max_size", "test_roi_size")
+        },
+        "proposals": resolved["proposals"],
+        "uses_svm_scores": model.predictor.svm is not None,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
