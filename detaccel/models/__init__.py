@@ -1,4 +1,4 @@
-"""Region-based detectors: backbones, RoI feature extractors, heads, predictor, losses, sampling, SVD."""
+"""Region-based detectors: backbones, RoI heads (features, fc head, predictor), losses, sampling, SVD."""
 
 from detaccel.models.backbones import BackboneWeightsError, build_backbone, load_backbone_weights
 from detaccel.models.detector import RegionDetector, build_detector
@@ -13,6 +13,7 @@ from detaccel.models.roi_features import (
     build_roi_features,
     warp_regions,
 )
+from detaccel.models.roi_heads import RoIHeads
 from detaccel.models.sampling import SampledRoIs, assign_targets, sample_rois
 from detaccel.models.svd import TruncatedSVDLinear, factorize_linear, linear_cost, rank_for_energy
 
@@ -21,6 +22,7 @@ __all__ = [
     "FCHead",
     "Predictor",
     "RegionDetector",
+    "RoIHeads",
     "RoIPoolFeatures",
     "SPPFeatures",
     "SampledRoIs",
