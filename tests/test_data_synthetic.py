@@ -157,3 +157,16 @@ def test_cli(tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 3 and summary["skipped_problems"] == 0
+
+
+def test_a_config_that_generates_the_set_says_where(tmp_path, capsys):
+    from detaccel.engine.data import load_split
+    from tests.detector_configs import tiny_config
+
+    root = tmp_path / "typo" / "synth"
+    config = tiny_config(root, data={"synthetic": True, "synthetic_images": 6})
+    assert len(load_split(config, "trainval")) > 0
+    err = capsys.readouterr().err
+    assert "writing the embedded synthetic dataset (6 images)" in err and str(root.resolve()) in err
+    load_split(config, "test")  # written once: no second message
+    assert "writing" not in capsys.readouterr().err

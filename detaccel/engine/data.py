@@ -49,6 +49,11 @@ def load_split(config: Config, split: str, info: DistInfo | None = None) -> Dete
     root = Path(data.root)
     if data.synthetic and not (root / "synthetic.json").is_file():
         if info is None or info.is_main:
+            print(
+                f"data.synthetic: writing the embedded synthetic dataset ({data.synthetic_images} images) "
+                f"to {root.resolve()}",
+                file=sys.stderr,
+            )
             write_synthetic(root, "voc", num_images=data.synthetic_images)
         if info is not None:
             barrier(info)
