@@ -28,6 +28,10 @@ def as_command_errors() -> Iterator[None]:
 
 def add_config_arguments(parser) -> None:
     parser.add_argument("--config", help="a YAML configuration (see configs/)")
+    add_override_argument(parser)
+
+
+def add_override_argument(parser) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from detaccel.commands._model_args import add_override_argument
+
     parser = subparsers.add_parser(
         "export",
         help="write a checkpoint's backbone, objectness head and RoI head as ONNX graphs with a manifest",
@@ -36,12 +38,5 @@ def register(subparsers) -> None:
     )
     parser.add_argument("checkpoint", help="a detaccel checkpoint (trained or compressed)")
     parser.add_argument("-o", "--out", required=True, help="output directory")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of the checkpoint's configuration (repeatable)",
-    )
+    add_override_argument(parser)
     parser.set_defaults(func=run)

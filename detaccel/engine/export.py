@@ -28,7 +28,7 @@ from torch import nn
 
 from detaccel.config.loader import resolved_config_dict
 from detaccel.config.schema import Config
-from detaccel.models.backbones import ONNX_OPSET, export_stages, onnx_runtime
+from detaccel.models.backbones import ONNX_OPSET, export_stages, onnx_runtime, write_onnx
 from detaccel.models.detector import RegionDetector
 from detaccel.models.proposal_generator import FeatureProposals
 
@@ -73,21 +73,8 @@ def _export(
     outputs: list[str],
     axes: dict[str, dict[int, str]],
 ) -> None:
-    import warnings
-
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module.eval(),
-                (example,),
-                str(path),
-                opset_version=ONNX_OPSET,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=axes,
-                dynamo=False,
-            )
+        write_onnx(module, example, str(path), inputs, outputs, axes)
     except Exception as error:  # the exporter's own errors name the operator it could not write
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ExportError(f"{path.name}: cannot be written as ONNX ({reason})") from None

@@ -227,7 +227,7 @@ class Backbone(nn.Module):
     # Inference (eval mode, no gradient, CPU tensors) may run in ONNX Runtime: the inference body
     # above, exported once per set of maps asked for (again when a weight changes), dynamic sizes.
     runtime: str = "torch"
-    _sessions: dict | None = None
+    _sessions: dict[tuple[str, ...], tuple[tuple, Any]]
 
     def set_runtime(self, runtime: str) -> None:
         """Run inference in ``"torch"`` (eager) or ``"onnxruntime"`` (the installed package)."""
@@ -251,10 +251,9 @@ class Backbone(nn.Module):
     def _onnx_stages(self, images: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
         tensors = (*self.body.parameters(), *self.body.buffers())
         key = (names, torch.get_num_threads(), *((t.data_ptr(), t._version) for t in tensors))
-        sessions = self._sessions if self._sessions is not None else {}
+        sessions = self._sessions  # set by set_runtime, the only way into this runtime
         if names not in sessions or sessions[names][0] != key:
             sessions[names] = (key, _onnx_session(self, names, images))
-            self._sessions = sessions
         outputs = sessions[names][1].run(None, {"images": images.float().contiguous().numpy()})
         return {name: torch.from_numpy(value) for name, value in zip((OUT, *names), outputs, strict=True)}
 
@@ -313,28 +312,42 @@ class _StageGraph(nn.Module):
         return tuple(maps[name] for name in (OUT, *self.names))
 
 
+def write_onnx(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Any,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    axes: Mapping[str, Mapping[int, str]],
+) -> None:
+    """Trace ``module`` (eval mode, no gradient) on ``example`` into an ONNX graph at ``path`` (a file
+    or a binary stream), opset :data:`ONNX_OPSET`, with the dynamic ``axes`` of each named input/output."""
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            path,
+            opset_version=ONNX_OPSET,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes={name: dict(value) for name, value in axes.items()},
+            dynamo=False,
+        )
+
+
 def export_stages(backbone: Backbone, names: Sequence[str], example: torch.Tensor, path: Any) -> None:
     """Write ``backbone``'s inference body (batch norm folded) to ONNX at ``path`` (a file or a
     binary stream): input ``images`` ``[N, 3, H, W]`` of any size, outputs ``out`` and ``names``."""
-    import warnings
-
     names = tuple(names)
     outputs = [OUT, *names]
     axes = {"images": {0: "batch", 2: "height", 3: "width"}}
     axes.update({name: {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} for name in outputs})
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with torch.no_grad():
         backbone.eval()._running_body()  # the inference copy made before tracing, not inside it
-        torch.onnx.export(
-            _StageGraph(backbone, names).eval(),
-            (example[:1].float(),),
-            path,
-            opset_version=ONNX_OPSET,
-            input_names=["images"],
-            output_names=outputs,
-            dynamic_axes=axes,
-            dynamo=False,
-        )
+    write_onnx(_StageGraph(backbone, names), example[:1].float(), path, ["images"], outputs, axes)
 
 
 def _onnx_session(backbone: Backbone, names: tuple[str, ...], example: torch.Tensor) -> Any:

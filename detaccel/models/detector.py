@@ -207,9 +207,7 @@ class RegionDetector(nn.Module):
         (another layer, width or branch) are refused with a ``ValueError``.
         """
         params = dict(params or {})
-        if canonical_name(name) == "r2cnn":
-            r2cnn_settings(params)  # the loader's checks, for parameters given here
-        source = self._build_source(name, params)
+        source = self._build_source(name, params)  # R²-CNN's parameters get the loader's checks there
         self._proposal_spec = (name, params, self.test_scale)
         self.proposal_generator = source.to(self.device)
         return self.proposal_generator
