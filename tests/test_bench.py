@@ -19,10 +19,16 @@ def matrix(tmp_path_factory):
         "images": 3,
         "warmup": 1,
         "detectors": {
-            "fast_rcnn": {"config": str(folder / "fast_rcnn.yaml")},
+            "fast_rcnn": {"config": str(folder / "fast_rcnn.yaml"), "overrides": ["train.max_seconds=2"]},
             "fast_rcnn_svd": {"from": "fast_rcnn", "svd": {"fc6": 4}},
+            "fast_rcnn_top3": {
+                "from": "fast_rcnn_svd",
+                "overrides": ["proposals.max_test=3"],
+                "generators": ["sliding_window"],
+            },
             "rcnn": {"config": str(folder / "rcnn.yaml"), "overrides": ["train.max_iter=2"]},
         },
+        "peer": {"like": "fast_rcnn"},
         "generators": {
             "sliding_window": {"scales": [16, 32], "max_proposals": 50},
             "r2cnn": {"max_proposals": 4},
@@ -40,7 +46,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     pairs = {(r["detector"], r["generator"]) for r in results}
     assert pairs == {
         (d, g) for d in ("fast_rcnn", "fast_rcnn_svd", "rcnn") for g in ("sliding_window", "r2cnn")
-    }
+    } | {("fast_rcnn_top3", "sliding_window")}  # a detector limited to some generators
     for r in results:
         assert r["images"] == 3
         assert set(DETECTION_STAGES) <= set(r["stages"]), r["stages"].keys()
@@ -49,10 +55,22 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
         assert top_level <= r["seconds_per_image"] * 1.0001
     r2cnn = next(r for r in results if r["detector"] == "fast_rcnn" and r["generator"] == "r2cnn")
     assert 0 < r2cnn["proposals_per_image"] <= 4  # the generator's cap holds on the detector's features
+    top3 = next(r for r in results if r["detector"] == "fast_rcnn_top3")
+    assert 0 < top3["proposals_per_image"] <= 3  # its test-time override, on the base's weights
+    assert top3["base"] == "fast_rcnn" and top3["variant"] == "SVD fc6=4; proposals.max_test=3"
+    assert top3["compressed"] is True
+    saved = json.loads((out / "results.json").read_text())
+    peer = saved["peer"]
+    assert peer["detector"] == "torchvision Faster R-CNN" and peer["like"] == "fast_rcnn"
+    assert peer["iterations"] >= 1 and peer["images"] == 3 and 0 <= peer["voc07_mAP"] <= 1
+    assert set(saved["training"]) == {"fast_rcnn", "rcnn", "torchvision Faster R-CNN"}
+    assert saved["training"]["rcnn"]["iterations"] == 2
     report = (out / "report.md").read_text()
     assert "## Measured in this run" in report and "| fast_rcnn_svd | r2cnn |" in report
+    assert "### detaccel against torchvision's Faster R-CNN" in report and "(vs_peer.png)" in report
+    assert "### R²-CNN against selective search" not in report  # the run has no selective search
     assert "## Detection time on the same boxes" in report and "| sliding_window |" in report
-    for png in ("stages.png", "speed_vs_map.png", "recall.png"):
+    for png in ("stages.png", "speed_vs_map.png", "recall.png", "vs_peer.png", "compression.png"):
         assert (out / png).stat().st_size > 1000
     assert (out / "models" / "fast_rcnn" / "model_final.pth").is_file()
     assert not (out / "models" / "fast_rcnn" / "eval.json").exists()  # no separate test-split pass
@@ -78,7 +96,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     # A second run reuses the trained models and finished pairs.
     assert main(["bench", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "training" not in printed and printed.count("reusing") == 6
+    assert "training" not in printed and printed.count("reusing") == 8  # 7 pairs and the peer
 
     # Profile one of the trained detectors, with a Chrome trace.
     profile_out = tmp_path / "profile"
@@ -180,6 +198,32 @@ def test_interleaved_runs_take_turns_and_warm_up_on_the_first_images():
             [],
             "'images'",
         ),
+        (
+            {
+                "detectors": {"a": {"config": "x.yaml", "generators": ["edge_boxes"]}},
+                "generators": {"r2cnn": {}},
+            },
+            [],
+            "detectors.a.generators: 'edge_boxes' is not one of the matrix's generators (r2cnn)",
+        ),
+        (
+            {
+                "detectors": {"a": {"config": "x.yaml", "compress": {"max_map_drop": 1}}},
+                "generators": {"r2cnn": {}},
+            },
+            [],
+            "detectors.a.compress: with 'from'",
+        ),
+        (
+            {"detectors": {"a": {"config": "x.yaml", "runtime": "tvm"}}, "generators": {"r2cnn": {}}},
+            [],
+            "detectors.a.runtime: one of torch, onnxruntime, got 'tvm'",
+        ),
+        (
+            {"detectors": {"a": {"config": "x.yaml"}}, "generators": {"r2cnn": {}}, "peer": {"like": "b"}},
+            [],
+            "peer: expected {like: <a detector of the matrix>}",
+        ),
     ],
 )
 def test_bad_matrix_files_are_named_errors(tmp_path, capsys, content, extra, message):
@@ -198,42 +242,73 @@ def test_missing_inputs_are_clear_errors(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def _result(detector, generator, seconds, proposals_s, boxes=300, head_s=0.004, mAP=0.5):
+def _result(detector, generator, seconds, proposals_s, boxes=300, head_s=0.004, mAP=0.5, **extra):
     return {
         "detector": detector,
+        "family": extra.pop("family", detector),
         "generator": generator,
         "seconds_per_image": seconds,
         "proposals_per_image": boxes,
         "voc07_mAP": mAP,
         "stages": {"proposals": {"mean": proposals_s}, "head": {"mean": head_s}},
+        **extra,
     }
 
 
-def test_report_ratios_are_computed_on_the_same_boxes():
-    results = [
-        _result("fast_rcnn", "selective_search", 0.310, 0.290, boxes=274),
-        _result("sppnet", "selective_search", 0.320, 0.290, boxes=274),
-        _result("rcnn", "selective_search", 0.790, 0.290, boxes=274),
-        _result("fast_rcnn", "sliding_window", 0.022, 0.002),
-        _result("rcnn", "sliding_window", 0.502, 0.002),
-        _result("fast_rcnn", "r2cnn", 0.025, 0.002, mAP=0.2),
-        _result("fast_rcnn_svd", "selective_search", 0.307, 0.290, head_s=0.002, mAP=0.49),
-    ]
-    lines = comparisons(results)
-    assert lines[0] == (
-        "Detection time per image (proposals excluded, 274 selective-search boxes): "
-        "fast_rcnn 20.0 ms < sppnet 30.0 ms < rcnn 500.0 ms."
-    )
-    assert "Fast R-CNN is 25.0x faster than R-CNN and 1.5x faster than SPPnet" in lines[1]
-    assert any("(145.0x faster)" in line for line in lines)  # selective search over R²-CNN proposals
-    assert any("(2.0x faster); VOC07 mAP 0.500 -> 0.490 (-1.0 points)" in line for line in lines)
-    assert any("790.0 ms per image (31.6x faster)" in line for line in lines)  # end to end
+RESULTS = [
+    _result("fast_rcnn", "selective_search", 0.310, 0.290, boxes=274, mAP=0.8),
+    _result("sppnet", "selective_search", 0.320, 0.290, boxes=274),
+    _result("rcnn", "selective_search", 0.790, 0.290, boxes=274),
+    _result("fast_rcnn", "sliding_window", 0.022, 0.002),
+    _result("rcnn", "sliding_window", 0.502, 0.002),
+    _result("fast_rcnn", "r2cnn", 0.025, 0.002, mAP=0.78),
+    _result("fast_rcnn_svd", "r2cnn", 0.020, 0.002, head_s=0.002, mAP=0.77, family="fast_rcnn",
+            base="fast_rcnn", variant="SVD fc6=8", compressed=True),
+    _result("fast_rcnn_ort", "r2cnn", 0.015, 0.002, mAP=0.78, family="fast_rcnn", base="fast_rcnn",
+            variant="backbone in onnxruntime", compressed=False),
+]  # fmt: skip
 
-    table = detection_speed_table(results).splitlines()
+
+def test_report_ratios_are_computed_on_the_same_boxes():
+    by_title = {item.title: item for item in comparisons(RESULTS, "fast_rcnn")}
+    versus_ss = by_title["R²-CNN against selective search in the same model"].lines
+    assert versus_ss[0] == (
+        "fast_rcnn: VOC07 mAP 0.780 with R²-CNN vs 0.800 with selective search: 0.97x (target ≥ 0.95x: met)."
+    )
+    assert "(145.0x less time)" in versus_ss[1]  # proposals: selective search over R²-CNN
+    assert "25.0 vs 310.0 ms with selective search, 12.4x less (target ≥ 15x: not met, 12.4x)" in versus_ss[2]
+    assert "fast_rcnn_ort (backbone in onnxruntime) + R²-CNN: 15.0 vs 310.0 ms" in versus_ss[4]
+    assert "20.7x less (target ≥ 15x: met)" in versus_ss[4]
+
+    families = by_title["Fast R-CNN against SPPnet and R-CNN on the same boxes"].lines
+    assert families[0] == (
+        "Detection time per image (proposals excluded, 274 selective-search boxes): "
+        "Fast R-CNN 20.0 ms < SPPnet 30.0 ms < R-CNN 500.0 ms."
+    )
+    assert "Fast R-CNN is 25.0x faster than R-CNN and 1.5x faster than SPPnet" in families[1]
+
+    (compressed,) = by_title["Compressed heads against the full one"].lines  # only the head that changed
+    assert "4.0 -> 2.0 ms per image (2.0x faster); VOC07 mAP 0.780 -> 0.770 (-1.0 points)" in compressed
+    assert "detaccel against torchvision's Faster R-CNN" not in by_title  # no peer in this run
+
+    table = detection_speed_table(RESULTS).splitlines()
     assert table[2] == "| selective_search | 274 | 20.0 | 30.0 | 500.0 | 25.0x |"
     assert table[3] == "| sliding_window | 300 | 20.0 |  | 500.0 | 25.0x |"
     assert len(table) == 4  # r2cnn has no R-CNN result: no row
-    assert detection_speed_table(results[5:]) == ""
+    assert detection_speed_table(RESULTS[5:]) == ""
+
+
+def test_report_states_the_peer_target_either_way():
+    peer = {"detector": "torchvision Faster R-CNN", "voc07_mAP": 0.7, "seconds_per_image": 0.040,
+            "seconds": 150.0, "iterations": 900}  # fmt: skip
+    (item,) = [c for c in comparisons(RESULTS, "fast_rcnn", peer) if c.plot == "vs_peer.png"]
+    assert "trained 150 s (900 iterations" in item.lines[0]
+    assert "(1.11x the peer's) at 25.0 ms (0.62x its time" in item.lines[1]
+    assert item.lines[1].endswith("not met, 1.11x at 0.62x).")
+    assert item.lines[3].endswith("≤ 0.5x time: met).")  # the ONNX Runtime variant: 0.38x its time
+    assert [label for label, _, _ in item.bars] == [
+        "torchvision Faster R-CNN", "fast_rcnn + r2cnn", "fast_rcnn_svd + r2cnn", "fast_rcnn_ort + r2cnn"
+    ]  # fmt: skip
 
 
 def test_report_without_sppnet_compares_the_families_it_has():
@@ -241,8 +316,8 @@ def test_report_without_sppnet_compares_the_families_it_has():
         _result("fast_rcnn", "selective_search", 0.310, 0.290, boxes=274),
         _result("rcnn", "selective_search", 3.290, 0.290, boxes=274),
     ]
-    lines = comparisons(results)
-    assert lines[1] == "Fast R-CNN is 150.0x faster than R-CNN per image on the same boxes."
+    (item,) = comparisons(results)
+    assert item.lines[1].startswith("Fast R-CNN is 150.0x faster than R-CNN per image on the same boxes")
     table = detection_speed_table(results).splitlines()
-    assert table[0] == "| proposals | boxes/img | fast_rcnn ms | rcnn ms | R-CNN / Fast R-CNN |"
+    assert table[0] == "| proposals | boxes/img | Fast R-CNN ms | R-CNN ms | R-CNN / Fast R-CNN |"
     assert table[2] == "| selective_search | 274 | 20.0 | 3000.0 | 150.0x |"

@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,126 +37,12 @@ import torch
 
 from detaccel.allocator import reuse_freed_memory
 from detaccel.benchmarks.detection import LoadedDetector, PairRun
+from detaccel.benchmarks.peer import build_peer, score_peer, train_peer
 from detaccel.config import load_config
-from detaccel.data import read_image
-from detaccel.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.data import load_split
-from detaccel.evaluation import Detections, evaluate_voc
-from detaccel.models.backbones import build_backbone
+from detaccel.evaluation import Detections
 from detaccel.serialization import json_safe
-
-# torchvision's detection reference: lr 0.02 for 16 images (8 GPUs x 2), warm-up factor 0.001,
-# decay by 0.1 at epochs 16 and 22 of 26 (here: at those fractions of the training seconds).
-REFERENCE_LR_PER_IMAGE = 0.02 / 16
-REFERENCE_DECAY_AT = (16 / 26, 22 / 26)
-
-
-class _StrideBackbone(torch.nn.Module):
-    """A detaccel backbone as torchvision's detection models expect it (``out_channels``, one map)."""
-
-    def __init__(self, backbone: torch.nn.Module) -> None:
-        super().__init__()
-        self.body = backbone
-        self.out_channels = backbone.out_channels
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"0": self.body(images)}
-
-
-def build_peer(config: Any, num_classes: int) -> torch.nn.Module:
-    """torchvision ``FasterRCNN`` on a fresh copy of the configured backbone, at the same image scales."""
-    from torchvision.models.detection import FasterRCNN
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.ops import MultiScaleRoIAlign
-
-    backbone = build_backbone(config.backbone)
-    mean = list(getattr(backbone, "pixel_mean", IMAGENET_MEAN))
-    std = list(getattr(backbone, "pixel_std", IMAGENET_STD))
-    anchors = AnchorGenerator(sizes=((32, 64, 128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
-    return FasterRCNN(
-        _StrideBackbone(backbone),
-        num_classes=num_classes + 1,
-        rpn_anchor_generator=anchors,
-        box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2),
-        min_size=tuple(config.data.train_scales),
-        max_size=config.data.max_size,
-        image_mean=mean,
-        image_std=std,
-    )
-
-
-def _target(record: Any, flip: bool, width: int) -> dict[str, torch.Tensor]:
-    boxes = torch.from_numpy(record.boxes.astype(np.float32)).reshape(-1, 4).clone()
-    boxes[:, 2:] += 1.0  # inclusive pixels to torchvision's continuous corners
-    if flip:
-        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-    keep = ~torch.from_numpy(record.crowd.copy()) if len(record.crowd) else torch.ones(len(boxes), dtype=bool)
-    return {"boxes": boxes[keep], "labels": torch.from_numpy(record.labels.astype(np.int64))[keep] + 1}
-
-
-def train_peer(
-    model: torch.nn.Module, records: list, seconds: float, batch: int, seed: int
-) -> dict[str, Any]:
-    """Train ``model`` for ``seconds`` with torchvision's reference recipe; returns iterations and time."""
-    lr = REFERENCE_LR_PER_IMAGE * batch
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-    warmup = 100
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    model.train()
-    started, iteration, losses = time.perf_counter(), 0, []
-    while (elapsed := time.perf_counter() - started) < seconds:
-        factor = 0.001 + (1 - 0.001) * min(iteration / warmup, 1.0)
-        factor *= 0.1 ** sum(elapsed >= at * seconds for at in REFERENCE_DECAY_AT)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * factor
-        images, targets = [], []
-        for index in rng.integers(len(records), size=batch):
-            record = records[int(index)]
-            image = read_image(record.file_path)
-            flip = bool(rng.random() < 0.5)
-            if flip:
-                image = image[:, ::-1]
-            images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0)
-            targets.append(_target(record, flip, image.shape[1]))
-        loss = sum(model(images, targets).values())
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"torchvision peer: loss became {value} at iteration {iteration}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(value)
-        iteration += 1
-    return {
-        "iterations": iteration,
-        "seconds": time.perf_counter() - started,
-        "lr": lr,
-        "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
-    }
-
-
-@torch.no_grad()
-def score_peer(model: torch.nn.Module, records: list, class_names: tuple[str, ...], warmup: int) -> dict:
-    """VOC07 mAP of the peer on ``records`` and its time per image (decode to detections)."""
-    model.eval()
-    detections, times = {}, []
-    for i, record in enumerate([*records[:warmup], *records]):
-        start = time.perf_counter()
-        image = read_image(record.file_path)
-        tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-        (output,) = model([tensor])
-        elapsed = time.perf_counter() - start
-        if i < warmup:
-            continue
-        times.append(elapsed)
-        boxes = output["boxes"].clone()
-        boxes[:, 2:] -= 1.0  # back to inclusive pixels
-        detections[record.image_id] = Detections(boxes, output["scores"], output["labels"] - 1)
-    voc = evaluate_voc(records, detections, class_names, use_07_metric=True)
-    return {"voc07_mAP": voc["mAP"], "AP": voc["AP"], "seconds_per_image": float(np.mean(times))}, detections
 
 
 def score_detaccel(

@@ -31,12 +31,14 @@ from detaccel.profiling import StageTimer, stage
 
 @dataclass
 class LoadedDetector:
-    """A trained detector ready to run: its name in reports, configuration, model and classes."""
+    """A trained detector ready to run: its name in reports, configuration, model, classes and the
+    generators a benchmark matrix runs it with (``None``: all of the matrix's)."""
 
     name: str
     config: Config
     model: RegionDetector
     class_names: tuple[str, ...]
+    generators: list[str] | None = None
 
 
 def detect_image(model: RegionDetector, record: ImageRecord) -> tuple[Detections, np.ndarray]:

@@ -2,11 +2,16 @@
 
 A matrix file (YAML) names detectors (a detector config, optional overrides,
 ``checkpoint: <model file>`` to use a trained model instead of training one,
-or ``from: <detector>`` with ``svd: {layer: rank}`` for a compressed copy) and
-proposal generators with their parameters (a detector's own generator takes its
-configuration's parameters, the matrix's on top). Trained models and finished
-(detector, generator) results are kept in the output directory, so an
-interrupted run picks up where it stopped.
+or ``from: <detector>`` for a copy with test-time ``overrides``, ``svd: {layer: rank}``, ``compress:
+{max_map_drop: 1.0, ...}`` (the head compressed by ``compress --auto`` on the
+validation split) or ``runtime: onnxruntime``; ``generators: [...]`` limits a
+detector to some of the matrix's generators), proposal generators with their
+parameters (a detector's own generator takes its configuration's parameters, the
+matrix's on top) and optionally ``peer: {like: <detector>}``: torchvision's
+Faster R-CNN on that detector's backbone, data and image scales, trained for the
+same ``train.max_seconds`` with torchvision's own recipe. Trained models and
+finished results are kept in the output directory, so an interrupted run picks
+up where it stopped.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from typing import Any
 import yaml
 
 from detaccel.benchmarks.detection import LoadedDetector, run_pair
+from detaccel.models.backbones import RUNTIMES
 from detaccel.profiling import plot_stacked_bars, summary_csv, summary_markdown
 
-MATRIX_KEYS = {"images", "warmup", "detectors", "generators"}
-DETECTOR_KEYS = {"config", "overrides", "from", "svd", "checkpoint"}
+MATRIX_KEYS = {"images", "warmup", "detectors", "generators", "peer"}
+DETECTOR_KEYS = {"config", "overrides", "from", "svd", "compress", "runtime", "generators", "checkpoint"}
+COMPRESS_KEYS = {"max_map_drop", "evaluations", "objective", "val_split", "val_images", "seed"}
+TRAINING_FILE = "training.json"  # iterations and seconds of a model the matrix trained
 
 
 class MatrixError(ValueError):
@@ -40,6 +48,14 @@ class DetectorSpec:
     base: str | None = None
     svd: dict[str, int] = field(default_factory=dict)
     checkpoint: str | None = None  # a trained model to use instead of training one
+    compress: dict[str, Any] | None = None  # ``compress --auto`` options for a copy of ``base``
+    runtime: str | None = None  # where the backbone runs at inference (``Backbone.set_runtime``)
+    generators: list[str] | None = None  # the matrix's generators this detector runs with (default: all)
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the head differs from the base detector's."""
+        return bool(self.svd) or self.compress is not None
 
 
 @dataclass
@@ -48,6 +64,7 @@ class MatrixSpec:
     generators: dict[str, dict[str, Any]]
     images: int | None = None
     warmup: int = 1
+    peer: str | None = None  # the detector whose backbone, data and seconds the torchvision peer takes
 
 
 def _mapping(value: Any, key: str) -> Mapping[str, Any]:
@@ -81,8 +98,38 @@ def parse_matrix(data: Any, source: str = "matrix") -> MatrixSpec:
         checkpoint = entry.get("checkpoint")
         if checkpoint is not None and ("from" in entry or not isinstance(checkpoint, str)):
             raise MatrixError(f"{source}: detectors.{name}.checkpoint: a model file path, with 'config'")
+        compress = entry.get("compress")
+        if compress is not None:
+            compress = dict(_mapping(compress, f"detectors.{name}.compress"))
+            unknown = set(compress) - COMPRESS_KEYS
+            if unknown or "from" not in entry or svd:
+                raise MatrixError(
+                    f"{source}: detectors.{name}.compress: with 'from' and without 'svd', keys "
+                    f"{', '.join(sorted(COMPRESS_KEYS))}"
+                    + (f" (unknown: {sorted(unknown)[0]!r})" if unknown else "")
+                )
+        runtime = entry.get("runtime")
+        if runtime is not None and runtime not in RUNTIMES:
+            raise MatrixError(
+                f"{source}: detectors.{name}.runtime: one of {', '.join(RUNTIMES)}, got {runtime!r}"
+            )
+        subset = entry.get("generators")
+        if subset is not None and (
+            not isinstance(subset, list) or not all(isinstance(g, str) for g in subset)
+        ):
+            raise MatrixError(f"{source}: detectors.{name}.generators: expected a list of generator names")
         detectors.append(
-            DetectorSpec(name, entry.get("config"), overrides, entry.get("from"), svd, checkpoint)
+            DetectorSpec(
+                name,
+                entry.get("config"),
+                overrides,
+                entry.get("from"),
+                svd,
+                checkpoint,
+                compress,
+                runtime,
+                subset,
+            )
         )
     known = [d.name for d in detectors]
     for spec in detectors:
@@ -96,11 +143,51 @@ def parse_matrix(data: Any, source: str = "matrix") -> MatrixSpec:
     }
     if not detectors or not generators:
         raise MatrixError(f"{source}: needs at least one detector and one generator")
+    for spec in detectors:
+        missing = [g for g in spec.generators or () if g not in generators]
+        if missing:
+            raise MatrixError(
+                f"{source}: detectors.{spec.name}.generators: {missing[0]!r} is not one of the matrix's "
+                f"generators ({', '.join(generators)})"
+            )
+    peer = data.get("peer")
+    if peer is not None:
+        peer = _mapping(peer, "peer")
+        if set(peer) != {"like"} or peer["like"] not in known:
+            raise MatrixError(
+                f"{source}: peer: expected {{like: <a detector of the matrix>}}, got {dict(peer)}"
+            )
+        peer = peer["like"]
     images, warmup = data.get("images"), data.get("warmup", 1)
     for key, value in (("images", images), ("warmup", warmup)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise MatrixError(f"{source}: matrix key {key!r}: expected a non-negative integer, got {value!r}")
-    return MatrixSpec(detectors, generators, images, warmup)
+    return MatrixSpec(detectors, generators, images, warmup, peer)
+
+
+def lineage(spec: MatrixSpec, name: str) -> list[DetectorSpec]:
+    """The detector called ``name``, the one it derives from, and so on to a trained one."""
+    by_name = {d.name: d for d in spec.detectors}
+    chain = [by_name[name]] if name in by_name else []
+    while chain and chain[-1].base is not None:
+        chain.append(by_name[chain[-1].base])
+    return chain
+
+
+def describe_variant(item: DetectorSpec) -> str:
+    """How a derived detector differs from its base, in words for the report."""
+    parts = list(item.overrides)
+    if item.svd:
+        parts.append("SVD " + ",".join(f"{layer}={rank}" for layer, rank in item.svd.items()))
+    if item.compress is not None:
+        options = item.compress
+        parts.append(
+            f"compress --auto, {options.get('objective', 'latency')}, "
+            f"≤ {options.get('max_map_drop', 1.0):g} point budget"
+        )
+    if item.runtime is not None:
+        parts.append(f"backbone in {item.runtime}")
+    return "; ".join(parts) or "a copy"
 
 
 def load_matrix(path: str | Path) -> MatrixSpec:
@@ -125,7 +212,8 @@ def select(spec: MatrixSpec, detectors: Sequence[str] | None, generators: Sequen
         for d in reversed(spec.detectors):
             if d.name in wanted and d.base:
                 wanted.add(d.base)
-        spec = dataclasses.replace(spec, detectors=[d for d in spec.detectors if d.name in wanted])
+        peer = spec.peer if spec.peer in wanted else None
+        spec = dataclasses.replace(spec, detectors=[d for d in spec.detectors if d.name in wanted], peer=peer)
     if generators:
         missing = [g for g in generators if g not in spec.generators]
         if missing:
@@ -145,9 +233,11 @@ def prepare_detectors(
 ) -> dict[str, LoadedDetector]:
     """Load each detector's trained model from ``out_dir/models/<name>``, training (or resuming) it first.
 
-    Models are trained and run on ``device`` (``auto``: CUDA when available).
+    Models are trained and run on ``device`` (``auto``: CUDA when available). A compressed copy
+    whose search finds no head within its budget is left out, with a message.
     """
-    from detaccel.config import load_config
+    from detaccel.compression import BudgetNotMet
+    from detaccel.config import apply_overrides, config_from_dict, config_to_dict, load_config
     from detaccel.engine import init_distributed
     from detaccel.engine.loading import load_detector
     from detaccel.engine.trainer import FINAL_MODEL, LAST_CHECKPOINT, Trainer
@@ -156,29 +246,126 @@ def prepare_detectors(
     info = init_distributed(device)
     loaded: dict[str, LoadedDetector] = {}
     for item in spec.detectors:
-        if item.base is not None:
-            base = loaded[item.base]
-            model = copy.deepcopy(base.model)
-            compress_head(model.head, ranks=item.svd)
-            config = copy.deepcopy(base.config)
-            config.head.svd_ranks = {**config.head.svd_ranks, **item.svd}
-            loaded[item.name] = LoadedDetector(item.name, config, model.eval(), base.class_names)
-            continue
-        config = load_config(item.config, [*item.overrides, *data_overrides])
-        config.train.eval_after_training = False  # the matrix measures every model on its own images
         model_dir = out_dir / "models" / item.name
-        final = Path(item.checkpoint) if item.checkpoint else model_dir / FINAL_MODEL
-        if item.checkpoint and not final.is_file():
-            raise MatrixError(f"detectors.{item.name}.checkpoint: {final}: no such file")
-        if not final.is_file():
-            resume = (model_dir / LAST_CHECKPOINT).is_file()
-            print(f"training {item.name} ({item.config}){' from its last checkpoint' if resume else ''}")
-            Trainer(config, model_dir, info, resume=resume or None, progress=progress).train()
-        config, model, class_names = load_detector(str(final), config)
-        if item.svd:
-            compress_head(model.head, ranks=item.svd)
-        loaded[item.name] = LoadedDetector(item.name, config, model.to(info.device).eval(), class_names)
+        if item.base is not None:
+            if item.base not in loaded:
+                print(f"{item.name}: left out ({item.base} is not there)")
+                continue
+            base = loaded[item.base]
+            config, model = copy.deepcopy(base.config), copy.deepcopy(base.model)
+            if item.overrides:  # test-time settings only: the weights are the base's
+                config = config_from_dict(apply_overrides(config_to_dict(config), item.overrides))
+                model.configure_inference(config)
+            if item.svd:
+                compress_head(model.head, ranks=item.svd)
+                config.head.svd_ranks = {**config.head.svd_ranks, **item.svd}
+            if item.compress is not None:
+                try:
+                    config, model = auto_compressed(base, item.compress, model_dir, progress)
+                except BudgetNotMet as error:
+                    print(f"{item.name}: left out: {error}")
+                    continue
+        else:
+            config = load_config(item.config, [*item.overrides, *data_overrides])
+            config.train.eval_after_training = False  # the matrix measures every model on its own images
+            final = Path(item.checkpoint) if item.checkpoint else model_dir / FINAL_MODEL
+            if item.checkpoint and not final.is_file():
+                raise MatrixError(f"detectors.{item.name}.checkpoint: {final}: no such file")
+            if not final.is_file():
+                resume = (model_dir / LAST_CHECKPOINT).is_file()
+                print(f"training {item.name} ({item.config}){' from its last checkpoint' if resume else ''}")
+                trained = Trainer(config, model_dir, info, resume=resume or None, progress=progress).train()
+                training = {"iterations": trained["iterations"], "train_seconds": trained["train_seconds"]}
+                (model_dir / TRAINING_FILE).write_text(json.dumps(training) + "\n")
+            config, model, class_names = load_detector(str(final), config)
+            if item.svd:
+                compress_head(model.head, ranks=item.svd)
+            base = LoadedDetector(item.name, config, model, class_names)
+        model = model.to(info.device).eval()
+        if item.runtime is not None:
+            model.backbone.set_runtime(item.runtime)
+            config.backbone.runtime = item.runtime
+        loaded[item.name] = LoadedDetector(item.name, config, model, base.class_names, item.generators)
     return loaded
+
+
+def training_figures(out_dir: Path, name: str) -> dict[str, Any]:
+    """Iterations and training seconds of a detector the matrix trained (empty when it was given)."""
+    path = out_dir / "models" / name / TRAINING_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def auto_compressed(
+    base: LoadedDetector, options: Mapping[str, Any], model_dir: Path, progress: bool
+) -> tuple[Any, Any]:
+    """``(config, model)`` of ``base`` with its head compressed by ``compress --auto`` on the validation
+    split (the chosen checkpoint is kept in ``model_dir`` and reused)."""
+    from detaccel.compression import AutoCompression, run_auto
+    from detaccel.compression.auto import validation_records
+    from detaccel.engine import save_checkpoint
+    from detaccel.engine.data import load_split, records_for_model
+    from detaccel.engine.loading import load_detector
+    from detaccel.engine.trainer import checkpoint_payload
+
+    checkpoint = model_dir / "model_compressed.pth"
+    if not checkpoint.is_file():
+        config, model = copy.deepcopy(base.config), copy.deepcopy(base.model).cpu()
+        search = AutoCompression(
+            objective=options.get("objective", "latency"),
+            max_map_drop=float(options.get("max_map_drop", 1.0)),
+            evaluations=int(options.get("evaluations", 20)),
+            seed=int(options.get("seed", 0)),
+            progress=progress,
+        )
+        val_set = load_split(config, options.get("val_split", "val"))
+        cache_dir = (
+            Path(config.proposals.cache_dir) if config.proposals.cache_dir else model_dir / "proposals"
+        )
+        validation = validation_records(
+            records_for_model(config, val_set, model, cache_dir, progress=progress),
+            options.get("val_images"),
+            search.seed,
+        )
+        print(f"compressing {base.name}'s head within {search.max_map_drop:g} VOC07 points ({model_dir})")
+
+        def save(path: Path, chosen_config: Any, chosen_model: Any) -> None:
+            save_checkpoint(path, checkpoint_payload(chosen_config, base.class_names, chosen_model, 0))
+
+        run_auto(model, config, base.class_names, validation, [], search, model_dir, save)
+    config, model, _ = load_detector(str(checkpoint), copy.deepcopy(base.config))
+    return config, model
+
+
+def prepare_peer(
+    spec: MatrixSpec,
+    detectors: Mapping[str, LoadedDetector],
+    out_dir: Path,
+    progress: bool = True,
+) -> tuple[Any, dict[str, Any]] | None:
+    """The trained torchvision peer of ``spec.peer`` (trained first, or loaded from ``out_dir/models/peer``)
+    and its training figures; ``None`` when the matrix names no peer."""
+    from detaccel.benchmarks.peer import build_peer, load_peer, save_peer, train_peer
+    from detaccel.engine import init_distributed
+    from detaccel.engine.data import load_split
+
+    if spec.peer is None:
+        return None
+    like = detectors[spec.peer]
+    config = copy.deepcopy(like.config)
+    config.backbone.runtime = "torch"  # the peer as its users run it: eager
+    seconds = config.train.max_seconds
+    if seconds is None:
+        raise MatrixError(f"peer: detector {spec.peer!r} has no train.max_seconds for the peer to match")
+    model = build_peer(config, len(like.class_names))
+    path = out_dir / "models" / "peer" / "model.pth"
+    if path.is_file():
+        return model.eval(), load_peer(model, path)
+    print(f"training torchvision's Faster R-CNN like {spec.peer} for {seconds:g} s")
+    records = list(load_split(config, config.data.train_split, init_distributed("cpu")).records)
+    training = train_peer(model, records, seconds, config.train.images_per_batch, config.train.seed, progress)
+    training["like"] = spec.peer
+    save_peer(model, path, training)
+    return model.eval(), training
 
 
 def run_matrix(
@@ -194,6 +381,8 @@ def run_matrix(
     results = []
     for det_name, detector in detectors.items():
         for gen_name, params in spec.generators.items():
+            if detector.generators is not None and gen_name not in detector.generators:
+                continue
             path = pairs_dir / f"{det_name}__{gen_name}.json"
             if path.is_file():
                 saved = json.loads(path.read_text())
@@ -209,6 +398,14 @@ def run_matrix(
             except ValueError as error:
                 raise MatrixError(f"generators.{gen_name} on detector {det_name!r}: {error}") from None
             figures, timer = run_pair(detector, gen_name, records, spec.warmup, progress)
+            chain = lineage(spec, det_name)
+            if len(chain) > 1:  # a variant: named after the detector it derives from, first to last change
+                changes = [describe_variant(d) for d in reversed(chain[:-1])]
+                figures.update(
+                    base=chain[-1].name,
+                    variant="; ".join(changes),
+                    compressed=any(d.compressed for d in chain[:-1]),
+                )
             stage_dir = out_dir / "stages"
             stage_dir.mkdir(exist_ok=True)
             summary = timer.summary()
@@ -221,6 +418,33 @@ def run_matrix(
             )
             results.append(figures)
     return results
+
+
+def run_peer(
+    peer: Any,
+    training: Mapping[str, Any],
+    class_names: tuple[str, ...],
+    records: Sequence,
+    warmup: int,
+    out_dir: Path,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The trained peer scored and timed on ``records`` (kept in ``out_dir/pairs/peer.json``)."""
+    from detaccel.benchmarks.peer import PEER_NAME, score_peer
+
+    path = out_dir / "pairs" / "peer.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("images") == len(records):
+            print(f"{PEER_NAME}: reusing {path}")
+            return saved
+    figures, _ = score_peer(peer, list(records), class_names, warmup, progress)
+    figures.update(detector=PEER_NAME, images=len(records), **training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, default=float))
+    ms, mAP = 1e3 * figures["seconds_per_image"], figures["voc07_mAP"]
+    print(f"{PEER_NAME}: {ms:.1f} ms/image, VOC07 mAP {mAP:.3f}")
+    return figures
 
 
 def stacked_bars(results: Sequence[Mapping[str, Any]], path: Path, share: bool = False) -> None:

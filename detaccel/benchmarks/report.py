@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,11 @@ def _ratio(a: float, b: float) -> str:
 
 
 DETECTION_FAMILIES = ("fast_rcnn", "sppnet", "rcnn")
+FAMILY_LABELS = {"fast_rcnn": "Fast R-CNN", "sppnet": "SPPnet", "rcnn": "R-CNN"}
+# Targets the report states each comparison against (ratios; see docs/benchmarks.md).
+TARGET_MAP_VS_SELECTIVE_SEARCH = 0.95
+TARGET_SPEEDUP_VS_SELECTIVE_SEARCH = 15.0
+TARGET_TIME_VS_PEER = 0.5
 
 
 def detection_seconds(result: Mapping[str, Any]) -> float:
@@ -38,73 +45,191 @@ def detection_seconds(result: Mapping[str, Any]) -> float:
     return result["seconds_per_image"] - _stage_mean(result, "proposals")
 
 
-def comparisons(results: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The headline comparisons, measured in this run, as Markdown bullet points."""
-    lines = []
-    detection = {name: r for name in DETECTION_FAMILIES if (r := _find(results, name, "selective_search"))}
-    if "fast_rcnn" in detection and len(detection) > 1:
-        times = {name: detection_seconds(r) for name, r in detection.items()}
-        order = " < ".join(f"{n} {_ms(t)} ms" for n, t in sorted(times.items(), key=lambda kv: kv[1]))
-        boxes = detection["fast_rcnn"]["proposals_per_image"]
-        lines.append(
-            f"Detection time per image (proposals excluded, {boxes:.0f} selective-search boxes): {order}."
-        )
-        faster = [
-            f"{_ratio(times[name], times['fast_rcnn'])} faster than {label}"
-            for name, label in (("rcnn", "R-CNN"), ("sppnet", "SPPnet"))
-            if name in times
-        ]
-        lines.append(f"Fast R-CNN is {' and '.join(faster)} per image on the same boxes.")
-    ss, r2 = _find(results, "fast_rcnn", "selective_search"), _find(results, "fast_rcnn", "r2cnn")
-    if ss and r2:
-        lines.append(
-            f"Proposals: R²-CNN {_ms(_stage_mean(r2, 'proposals'))} ms vs selective search "
-            f"{_ms(_stage_mean(ss, 'proposals'))} ms per image "
-            f"({_ratio(_stage_mean(ss, 'proposals'), _stage_mean(r2, 'proposals'))} faster); "
-            f"Fast R-CNN VOC07 mAP {r2['voc07_mAP']:.3f} with R²-CNN vs {ss['voc07_mAP']:.3f} "
-            "with selective search."
-        )
-    base, svd = (
-        _find(results, "fast_rcnn", "selective_search"),
-        _find(results, "fast_rcnn_svd", "selective_search"),
+def _family(result: Mapping[str, Any]) -> str:
+    return result.get("family", result["detector"])
+
+
+def _is_variant(result: Mapping[str, Any]) -> bool:
+    return result.get("base") is not None
+
+
+def _met(met: bool, short_by: str) -> str:
+    return "met" if met else f"not met, {short_by}"
+
+
+@dataclass
+class Comparison:
+    """One decision the report opens with: its sentences and the (label, mAP, ms per image) bars
+    of its plot."""
+
+    title: str
+    plot: str
+    lines: list[str] = field(default_factory=list)
+    bars: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+def _bar(result: Mapping[str, Any], seconds: float | None = None) -> tuple[str, float, float]:
+    label = f"{result['detector']} + {result['generator']}"
+    return label, result["voc07_mAP"], 1e3 * (result["seconds_per_image"] if seconds is None else seconds)
+
+
+def _variants(results: Sequence[Mapping[str, Any]], headline: str, generator: str) -> list[Mapping[str, Any]]:
+    return [r for r in results if r.get("base") == headline and r["generator"] == generator]
+
+
+def versus_selective_search(results: Sequence[Mapping[str, Any]], headline: str) -> Comparison | None:
+    """R²-CNN against selective search in the headline detector's slot (and its faster variants)."""
+    ss, r2 = _find(results, headline, "selective_search"), _find(results, headline, "r2cnn")
+    if not (ss and r2):
+        return None
+    item = Comparison("R²-CNN against selective search in the same model", "vs_selective_search.png")
+    ratio = r2["voc07_mAP"] / max(ss["voc07_mAP"], 1e-9)
+    item.lines.append(
+        f"{headline}: VOC07 mAP {r2['voc07_mAP']:.3f} with R²-CNN vs {ss['voc07_mAP']:.3f} with selective "
+        f"search: {ratio:.2f}x (target ≥ {TARGET_MAP_VS_SELECTIVE_SEARCH}x: "
+        f"{_met(ratio >= TARGET_MAP_VS_SELECTIVE_SEARCH, f'{ratio:.2f}x')})."
     )
-    if base and svd:
-        lines.append(
-            f"Truncated SVD: head (fc6 + fc7) {_ms(_stage_mean(base, 'head'))} -> "
-            f"{_ms(_stage_mean(svd, 'head'))} ms per image "
-            f"({_ratio(_stage_mean(base, 'head'), _stage_mean(svd, 'head'))} faster); VOC07 mAP "
-            f"{base['voc07_mAP']:.3f} -> {svd['voc07_mAP']:.3f} "
-            f"({100 * (svd['voc07_mAP'] - base['voc07_mAP']):+.1f} points)."
+    item.lines.append(
+        f"Proposals: {_ms(_stage_mean(r2, 'proposals'))} vs {_ms(_stage_mean(ss, 'proposals'))} ms per image "
+        f"({_ratio(_stage_mean(ss, 'proposals'), _stage_mean(r2, 'proposals'))} less time)."
+    )
+    for result in [r2, *_variants(results, headline, "r2cnn")]:
+        speedup = ss["seconds_per_image"] / result["seconds_per_image"]
+        met = _met(speedup >= TARGET_SPEEDUP_VS_SELECTIVE_SEARCH, f"{speedup:.1f}x")
+        variant = f" ({result['variant']})" if result.get("variant") else ""
+        item.lines.append(
+            f"Whole time per image, {result['detector']}{variant} + R²-CNN: "
+            f"{_ms(result['seconds_per_image'])} vs {_ms(ss['seconds_per_image'])} ms with selective search, "
+            f"{speedup:.1f}x less "
+            f"(target ≥ {TARGET_SPEEDUP_VS_SELECTIVE_SEARCH:g}x: {met}); mAP "
+            f"{result['voc07_mAP'] / max(ss['voc07_mAP'], 1e-9):.2f}x."
         )
-    rcnn_ss, fast_r2 = _find(results, "rcnn", "selective_search"), _find(results, "fast_rcnn", "r2cnn")
-    if rcnn_ss and fast_r2:
-        lines.append(
-            f"End to end: Fast R-CNN + R²-CNN {_ms(fast_r2['seconds_per_image'])} ms vs "
-            f"R-CNN + selective search {_ms(rcnn_ss['seconds_per_image'])} ms per image "
-            f"({_ratio(rcnn_ss['seconds_per_image'], fast_r2['seconds_per_image'])} faster)."
+        item.bars.append(_bar(result))
+    item.bars.insert(0, _bar(ss))
+    return item
+
+
+def versus_families(results: Sequence[Mapping[str, Any]]) -> Comparison | None:
+    """Fast R-CNN against SPPnet and R-CNN on the same selective-search boxes (proposals excluded)."""
+    detection = {}
+    for result in results:
+        if result["generator"] == "selective_search" and not _is_variant(result):
+            detection.setdefault(_family(result), result)
+    if "fast_rcnn" not in detection or len(detection) < 2:
+        return None
+    item = Comparison("Fast R-CNN against SPPnet and R-CNN on the same boxes", "families.png")
+    times = {family: detection_seconds(r) for family, r in detection.items()}
+    order = " < ".join(
+        f"{FAMILY_LABELS.get(n, n)} {_ms(t)} ms" for n, t in sorted(times.items(), key=lambda kv: kv[1])
+    )
+    boxes = detection["fast_rcnn"]["proposals_per_image"]
+    item.lines.append(
+        f"Detection time per image (proposals excluded, {boxes:.0f} selective-search boxes): {order}."
+    )
+    faster = [
+        f"{_ratio(times[name], times['fast_rcnn'])} faster than {FAMILY_LABELS[name]}"
+        for name in ("rcnn", "sppnet")
+        if name in times
+    ]
+    scores = ", ".join(f"{FAMILY_LABELS.get(n, n)} {r['voc07_mAP']:.3f}" for n, r in detection.items())
+    item.lines.append(
+        f"Fast R-CNN is {' and '.join(faster)} per image on the same boxes; VOC07 mAP {scores}."
+    )
+    item.bars = [_bar(r, detection_seconds(r)) for r in detection.values()]
+    return item
+
+
+def versus_full_head(results: Sequence[Mapping[str, Any]], headline: str) -> Comparison | None:
+    """The compressed heads (truncated SVD, ``compress --auto``) against the full one, with R²-CNN."""
+    full = _find(results, headline, "r2cnn")
+    compressed = [r for r in _variants(results, headline, "r2cnn") if r.get("compressed")]
+    if not (full and compressed):
+        return None
+    item = Comparison("Compressed heads against the full one", "compression.png")
+    item.bars.append(_bar(full, _stage_mean(full, "head")))
+    for result in compressed:
+        item.lines.append(
+            f"{result['detector']} ({result['variant']}): head (fc6 + fc7) "
+            f"{_ms(_stage_mean(full, 'head'))} -> {_ms(_stage_mean(result, 'head'))} ms per image "
+            f"({_ratio(_stage_mean(full, 'head'), _stage_mean(result, 'head'))} faster); VOC07 mAP "
+            f"{full['voc07_mAP']:.3f} -> {result['voc07_mAP']:.3f} "
+            f"({100 * (result['voc07_mAP'] - full['voc07_mAP']):+.1f} points)."
         )
-    return lines
+        item.bars.append(_bar(result, _stage_mean(result, "head")))
+    return item
+
+
+def versus_peer(
+    results: Sequence[Mapping[str, Any]], headline: str, peer: Mapping[str, Any] | None
+) -> Comparison | None:
+    """detaccel's headline detector (and its variants) with R²-CNN against torchvision's Faster R-CNN."""
+    ours = _find(results, headline, "r2cnn")
+    if not (peer and ours):
+        return None
+    item = Comparison("detaccel against torchvision's Faster R-CNN", "vs_peer.png")
+    item.lines.append(
+        f"{peer['detector']} on the same backbone, trained {peer['seconds']:.0f} s ({peer['iterations']} "
+        f"iterations, its reference recipe): VOC07 mAP {peer['voc07_mAP']:.3f}, "
+        f"{_ms(peer['seconds_per_image'])} ms per image."
+    )
+    item.bars.append((peer["detector"], peer["voc07_mAP"], 1e3 * peer["seconds_per_image"]))
+    for result in [ours, *_variants(results, headline, "r2cnn")]:
+        time_ratio = result["seconds_per_image"] / peer["seconds_per_image"]
+        map_ratio = result["voc07_mAP"] / max(peer["voc07_mAP"], 1e-9)
+        met = map_ratio >= 1 and time_ratio <= TARGET_TIME_VS_PEER
+        variant = f" ({result['variant']})" if result.get("variant") else ""
+        item.lines.append(
+            f"{result['detector']}{variant} + R²-CNN: mAP {result['voc07_mAP']:.3f} "
+            f"({map_ratio:.2f}x the peer's) at {_ms(result['seconds_per_image'])} ms "
+            f"({time_ratio:.2f}x its time; target ≥ 1x mAP at "
+            f"≤ {TARGET_TIME_VS_PEER}x time: {_met(met, f'{map_ratio:.2f}x at {time_ratio:.2f}x')})."
+        )
+        item.bars.append(_bar(result))
+    return item
+
+
+def comparisons(
+    results: Sequence[Mapping[str, Any]], headline: str | None = None, peer: Mapping[str, Any] | None = None
+) -> list[Comparison]:
+    """The comparisons a user decides on, measured in this run (those the run has the results for).
+
+    ``headline`` is the detector compared with selective search, its variants and the peer
+    (default: the first Fast R-CNN of the results)."""
+    if headline is None:
+        headline = next((r["detector"] for r in results if _family(r) == "fast_rcnn"), None)
+    found = [
+        versus_selective_search(results, headline),
+        versus_families(results),
+        versus_full_head(results, headline),
+        versus_peer(results, headline, peer),
+    ]
+    return [item for item in found if item is not None]
 
 
 def detection_speed_table(results: Sequence[Mapping[str, Any]]) -> str:
     """Per generator: each family's detection time on the same boxes, and R-CNN's time over Fast R-CNN's.
 
-    Empty when the run has no generator with both Fast R-CNN and R-CNN results.
+    One detector per family (the first that is not a variant of another); empty when the run has no
+    generator with both Fast R-CNN and R-CNN results.
     """
-    families = [name for name in DETECTION_FAMILIES if any(r["detector"] == name for r in results)]
+    by_family: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for result in results:
+        if not _is_variant(result):
+            by_family.setdefault((_family(result), result["generator"]), result)
+    families = [name for name in DETECTION_FAMILIES if any(f == name for f, _ in by_family)]
     header = (
         "| proposals | boxes/img | "
-        + " | ".join(f"{name} ms" for name in families)
+        + " | ".join(f"{FAMILY_LABELS[name]} ms" for name in families)
         + " | R-CNN / Fast R-CNN |\n|---|---:|"
         + "---:|" * (len(families) + 1)
     )
     rows = []
     for generator in dict.fromkeys(r["generator"] for r in results):
-        fast, rcnn = _find(results, "fast_rcnn", generator), _find(results, "rcnn", generator)
+        fast, rcnn = by_family.get(("fast_rcnn", generator)), by_family.get(("rcnn", generator))
         if not (fast and rcnn):
             continue
         cells = [
-            _ms(detection_seconds(r)) if (r := _find(results, name, generator)) else "" for name in families
+            _ms(detection_seconds(r)) if (r := by_family.get((name, generator))) else "" for name in families
         ]
         rows.append(
             f"| {generator} | {fast['proposals_per_image']:.0f} | {' | '.join(cells)} | "
@@ -196,37 +321,97 @@ def _detection_section(results: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def write_report(results: Sequence[Mapping[str, Any]], out_dir: Path, context: Mapping[str, Any]) -> Path:
-    """Write ``results.json``, the PNGs and ``report.md`` into ``out_dir``; return the report's path."""
+def plot_comparison(item: Comparison, path: Path) -> None:
+    """Two bar panels side by side: VOC07 mAP and milliseconds per image of each bar of ``item``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label, _, _ in item.bars]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 0.5 * len(labels) + 1.4), sharey=True)
+    positions = range(len(labels))
+    left.barh(positions, [m for _, m, _ in item.bars], color="tab:green")
+    right.barh(positions, [ms for _, _, ms in item.bars], color="tab:blue")
+    left.set_yticks(list(positions), labels, fontsize=7)
+    left.invert_yaxis()
+    left.set_xlabel("VOC07 mAP")
+    right.set_xlabel("ms per image" + (" (head)" if "head" in item.title.lower() else ""))
+    for axis, values, fmt in (
+        (left, [m for _, m, _ in item.bars], "{:.3f}"),
+        (right, [t for *_, t in item.bars], "{:.1f}"),
+    ):
+        for y, value in zip(positions, values, strict=True):
+            axis.annotate(fmt.format(value), (value, y), fontsize=7, va="center", xytext=(2, 0),
+                          textcoords="offset points")  # fmt: skip
+        axis.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(item.title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def training_table(training: Mapping[str, Mapping[str, Any]]) -> str:
+    """Iterations and seconds of every model trained for the run (the peer included)."""
+    lines = ["| model | iterations | training seconds |", "|---|---:|---:|"]
+    for name, figures in training.items():
+        seconds = figures.get("train_seconds", figures.get("seconds", float("nan")))
+        lines.append(f"| {name} | {figures.get('iterations', '')} | {seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    results: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    context: Mapping[str, Any],
+    peer: Mapping[str, Any] | None = None,
+    training: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write ``results.json``, the PNGs and ``report.md`` into ``out_dir``; return the report's path.
+
+    ``context`` names the dataset, images, command and ``headline`` detector; ``peer`` is the
+    torchvision peer's figures, ``training`` each trained model's iterations and seconds."""
     out_dir.mkdir(parents=True, exist_ok=True)
     machine = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }
-    (out_dir / "results.json").write_text(
-        json.dumps(
-            {"context": dict(context), "machine": machine, "results": list(results)}, indent=2, default=float
-        )
-    )
+    saved = {"context": dict(context), "machine": machine, "results": list(results), "peer": peer}
+    saved["training"] = dict(training or {})
+    (out_dir / "results.json").write_text(json.dumps(saved, indent=2, default=float))
     stacked_bars(results, out_dir / "stages.png")
     stacked_bars(results, out_dir / "stages_share.png", share=True)
     plot_speed_vs_map(results, out_dir / "speed_vs_map.png")
     plot_recall(results, out_dir / "recall.png")
+    decisions = comparisons(results, context.get("headline"), peer)
     lines = [
         "# Detection benchmark",
         "",
-        f"Dataset: {context.get('dataset')}, {context.get('images')} images; "
+        f"Dataset: {context.get('dataset')}, {context.get('images')} test images; "
         f"command: `{context.get('command')}`.",
-        f"Machine: {machine['platform']}, torch {machine['torch']}, {machine['threads']} threads, "
-        f"device {machine['device']}.",
+        f"Machine: {machine['platform']}, {machine['cpus']} CPUs, torch {machine['torch']}, "
+        f"{machine['threads']} threads, device {machine['device']}.",
         "",
         "## Measured in this run",
         "",
-        *[f"- {line}" for line in comparisons(results)],
-        "",
+    ]
+    for item in decisions:
+        plot_comparison(item, out_dir / item.plot)
+        lines += [
+            f"### {item.title}",
+            "",
+            *[f"- {line}" for line in item.lines],
+            "",
+            f"![{item.title}]({item.plot})",
+            "",
+        ]
+    if training:
+        lines += ["## Training", "", training_table(training)]
+    lines += [
         *_detection_section(results),
         "## All pairs",
         "",

@@ -23,7 +23,16 @@ def data_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detaccel.benchmarks.matrix import MatrixError, load_matrix, prepare_detectors, run_matrix, select
+    from detaccel.benchmarks.matrix import (
+        MatrixError,
+        load_matrix,
+        prepare_detectors,
+        prepare_peer,
+        run_matrix,
+        run_peer,
+        select,
+        training_figures,
+    )
     from detaccel.benchmarks.report import comparisons, write_report
     from detaccel.cli import CommandError
     from detaccel.commands._model_args import as_command_errors
@@ -51,14 +60,26 @@ def run(args: argparse.Namespace) -> int:
             f"benchmarking {len(detectors)} detectors x {len(spec.generators)} generators "
             f"on {len(records)} images"
         )
+        peer = prepare_peer(spec, detectors, out, progress=not args.no_progress)
         results = run_matrix(spec, detectors, records, out, progress=not args.no_progress)
+        peer_figures = None
+        if peer is not None:
+            model, trained = peer
+            peer_figures = run_peer(
+                model, trained, first.class_names, records, spec.warmup, out, progress=not args.no_progress
+            )
     context = {
         "dataset": f"{dataset.format} {dataset.root} split {dataset.split!r}",
         "images": len(records),
         "command": "detaccel " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "headline": spec.peer,
     }
-    report = write_report(results, out, context)
-    print("\n".join(comparisons(results)))
+    training = {name: figures for name in detectors if (figures := training_figures(out, name))}
+    if peer_figures is not None:
+        training[peer_figures["detector"]] = peer[1]
+    report = write_report(results, out, context, peer_figures, training)
+    for item in comparisons(results, spec.peer, peer_figures):
+        print("\n".join([item.title, *(f"  {line}" for line in item.lines)]))
     print(f"report: {report}")
     return 0
 

@@ -432,9 +432,7 @@ def _generate(
 def _prepare_output(paths: list[Path], out_dir: Path, overwrite: bool) -> None:
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(
-            f"{existing[0]} already exists (rerun with --overwrite to replace it)"
-        )
+        raise FileExistsError(f"{existing[0]} already exists (rerun with --overwrite to replace it)")
     for p in existing:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
