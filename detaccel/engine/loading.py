@@ -45,6 +45,7 @@ def load_detector(
         check_same_architecture(compare, config, str(checkpoint_path))
         config.head.svd_ranks = dict(saved.head.svd_ranks)
         config.head.packed = {path: dict(spec) for path, spec in saved.head.packed.items()}
+        take_resolved_shapes(config.proposals, saved.proposals)
     config.backbone.weights = None  # the checkpoint holds every weight
     # Built with the proposal slot it was trained with (a learned objectness head is part of the
     # weights), then given the configured generator when that differs.
@@ -56,3 +57,15 @@ def load_detector(
         model.set_proposal_generator(config.proposals.name, config.proposals.params)
     model.eval()
     return config, model, tuple(checkpoint["class_names"])
+
+
+def take_resolved_shapes(given, saved) -> None:
+    """R²-CNN's ``shapes: auto`` in a given configuration becomes the shapes the checkpoint's training
+    resolved it to (in place), so that the configuration describes the model as trained."""
+    if given.name != saved.name or not isinstance(given.params, dict) or not isinstance(saved.params, dict):
+        return
+    if given.params.get("shapes") != "auto" or saved.params.get("shapes") in (None, "auto"):
+        return
+    resolved = {k: v for k, v in given.params.items() if k not in ("shapes", "num_shapes", "shapes_scale")}
+    resolved.update({k: saved.params[k] for k in ("shapes", "shapes_scale") if k in saved.params})
+    given.params = resolved

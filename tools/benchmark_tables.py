@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""Write docs/benchmarks.md (and the README's headline figures) from the runs' own results files.
+
+``docs/results/runs.yaml`` lists each claim: its title, the command that measures it, the
+``source`` file that command writes (a ``results.json`` or ``profile.json``) and the kind of
+table it makes. A source newer than its copy in ``docs/results/`` is copied in first, so
+rerunning a command and then this script updates the tables; the copies are what the tables
+are made from (and what git keeps).
+
+    python tools/benchmark_tables.py            # copy newer sources, write the docs
+    python tools/benchmark_tables.py --check    # exit 1 when the docs are not what the copies give
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detaccel.benchmarks.peer import PEER_NAME
+from detaccel.benchmarks.report import comparisons
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "docs" / "results" / "runs.yaml"
+BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"
+HEADLINE_START, HEADLINE_END = "<!-- headline figures: start -->", "<!-- headline figures: end -->"
+
+READING = """\
+Every table below is made by `python tools/benchmark_tables.py` from the results file of the
+command above it (a copy is kept in `docs/results/`); rerun the command, then the script, to
+update it. Times are means per image over the test images after warm-up images, end to end
+from decoding the image to the final detections, on the CPU named with the table. Ratios are
+always measured in one process on the same images (`vs` columns: ours over theirs for time,
+ours over theirs for mAP). mAP is VOC07 11-point on the test split named. A target is stated
+with the figure reached, met or not."""
+
+
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.1f}"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    align = ["---" if i < 2 else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def bench_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """A ``detaccel bench`` run: the comparisons it opens with, then every pair and the peer."""
+    results, peer = data["results"], data.get("peer")
+    headline = data["context"].get("headline")
+    lines: list[str] = []
+    found = {}
+    for item in comparisons(results, headline, peer):
+        found[item.plot] = item
+        lines += [f"**{item.title}**", "", *[f"- {line}" for line in item.lines], ""]
+    header = ["detector", "proposals", "VOC07 mAP", "recall@0.5", "boxes/img", "ms/img", "proposals ms",
+              "backbone ms", "head ms"]  # fmt: skip
+    rows = []
+    for r in results:
+        stages = {name: stats["mean"] for name, stats in r["stages"].items()}
+        name = r["detector"] + (f" ({r['variant']})" if r.get("variant") else "")
+        rows.append([name, r["generator"], f"{r['voc07_mAP']:.3f}", f"{r['recall@0.50']:.3f}",
+                     f"{r['proposals_per_image']:.0f}", _ms(r["seconds_per_image"]),
+                     _ms(stages.get("proposals", 0)), _ms(stages.get("backbone", 0)),
+                     _ms(stages.get("head", 0))])  # fmt: skip
+    if peer:
+        rows.append([peer["detector"], "its RPN", f"{peer['voc07_mAP']:.3f}", "", "",
+                     _ms(peer["seconds_per_image"]), "", "", ""])  # fmt: skip
+    lines += _table(header, rows)
+    training = data.get("training") or {}
+    if training:
+        trained = ", ".join(
+            f"{name} {t.get('iterations')} iterations in {t.get('train_seconds', t.get('seconds', 0)):.0f} s"
+            for name, t in training.items()
+        )
+        lines += ["", f"Trained: {trained}."]
+    figures = {}
+    if "vs_selective_search.png" in found:
+        figures["vs_selective_search"] = found["vs_selective_search.png"].lines[0]
+    if "vs_peer.png" in found:
+        figures["vs_peer"] = found["vs_peer.png"].lines[-1]
+    return lines, figures
+
+
+def vs_torchvision_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """A ``tools/bench_vs_torchvision.py`` run: the peer and detaccel with each generator."""
+    ours, peer = data["detaccel"], data.get("torchvision")
+    header = ["detector", "proposals", "iterations", "VOC07 mAP", "ms/img", "backbone ms", "boxes/img",
+              "vs peer mAP", "vs peer time"]  # fmt: skip
+    rows = []
+    if peer:
+        rows.append([PEER_NAME, "its RPN", peer["iterations"], f"{peer['voc07_mAP']:.3f}",
+                     _ms(peer["seconds_per_image"]), "", "", "1", "1"])  # fmt: skip
+    figures = {}
+    for name, entry in ours.items():
+        if not isinstance(entry, dict) or "voc07_mAP" not in entry:
+            continue
+        map_ratio = f"{entry['mAP_ratio_vs_torchvision']:.2f}x" if peer else ""
+        time_ratio = f"{entry['time_ratio_vs_torchvision']:.2f}x" if peer else ""
+        rows.append([f"detaccel {data['config'].split('/')[-1]}", name, ours["iterations"],
+                     f"{entry['voc07_mAP']:.3f}", _ms(entry["seconds_per_image"]),
+                     f"{entry['stages_ms'].get('backbone', 0):.1f}", f"{entry['proposals_per_image']:.0f}",
+                     map_ratio, time_ratio])  # fmt: skip
+        if peer:
+            met = entry["mAP_ratio_vs_torchvision"] >= 1 and entry["time_ratio_vs_torchvision"] <= 0.5
+            figures["vs_peer"] = (
+                f"{entry['voc07_mAP']:.3f} mAP against the peer's {peer['voc07_mAP']:.3f} at "
+                f"{entry['time_ratio_vs_torchvision']:.2f}x its time (target ≥ 1x mAP at ≤ 0.5x time: "
+                f"{'met' if met else 'not met'})"
+            )
+    runtime = data.get("runtime", "torch")
+    lines = _table(header, rows)
+    lines += ["", f"{data['train_images']} training and {data['test_images']} test images, {data['seconds']:.0f} s "
+              f"of training per side on {data['threads']} thread(s); detaccel's backbone in {runtime}."]  # fmt: skip
+    return lines, figures
+
+
+def profile_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """A ``detaccel profile --baseline-*`` run: both sides per stage, taking turns on the same images."""
+    header = ["run", "VOC07 mAP", "ms/img", "backbone ms", "proposals ms", "head ms", "speed-up"]
+    rows = []
+    labels = run.get("labels", {})
+    for label, entry in (("baseline", data["baseline"]), ("profiled", data)):
+        stages = {name: stats["mean"] for name, stats in entry["stages"].items()}
+        speedup = f"{data['speedup_vs_baseline']:.2f}x" if label == "profiled" else "1"
+        rows.append([labels.get(label, f"{label}: {entry['generator']}"), f"{entry['voc07_mAP']:.3f}",
+                     _ms(entry["seconds_per_image"]), _ms(stages.get("backbone", 0)),
+                     _ms(stages.get("proposals", 0)), _ms(stages.get("head", 0)), speedup])  # fmt: skip
+    backbone = data["baseline"]["stages"]["backbone"]["mean"] / data["stages"]["backbone"]["mean"]
+    lines = [*_table(header, rows), "", f"Backbone pass: {backbone:.2f}x faster; {data['images']} images."]
+    return lines, {"backbone": f"{backbone:.2f}x the backbone pass, {data['speedup_vs_baseline']:.2f}x whole"}
+
+
+def ops_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """``tools/bench_ops.py``: each operator case, detaccel against torchvision."""
+    rows = [
+        [r["case"], f"{r['detaccel_ms']:.2f}", f"{r['torchvision_ms']:.2f}", f"{r['speedup']:.2f}x",
+         "yes" if r["outputs_agree"] else "NO"]
+        for r in data["results"] if "speedup" in r
+    ]  # fmt: skip
+    machine = data["machine"]
+    lines = [*_table(["case", "detaccel ms", "torchvision ms", "speed-up", "outputs agree"], rows), ""]
+    lines.append(f"{machine['processor']}, {machine['threads']} threads, torch {machine['torch']}.")
+    return lines, {}
+
+
+KINDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[list[str], dict[str, str]]]] = {
+    "bench": bench_table,
+    "vs_torchvision": vs_torchvision_table,
+    "profile": profile_table,
+    "ops": ops_table,
+}
+
+
+def collect(run: Mapping[str, Any]) -> Path:
+    """The copy a run's table is made from, refreshed from its source when that is newer."""
+    copy = ROOT / "docs" / "results" / f"{run['id']}.json"
+    source = ROOT / run["source"]
+    if source.is_file() and (not copy.is_file() or source.stat().st_mtime > copy.stat().st_mtime):
+        shutil.copyfile(source, copy)
+        print(f"{run['id']}: copied {run['source']}", file=sys.stderr)
+    if not copy.is_file():
+        raise SystemExit(f"{run['id']}: neither {run['source']} nor {copy.relative_to(ROOT)} exists")
+    return copy
+
+
+def render(runs: list[Mapping[str, Any]]) -> tuple[str, list[str]]:
+    """The text of docs/benchmarks.md and the README's headline lines."""
+    body, headlines = [], []
+    for run in runs:
+        data = json.loads(collect(run).read_text())
+        lines, figures = KINDS[run["kind"]](data, run)
+        body += [f"## {run['title']}", "", "```bash", run["command"].rstrip(), "```", ""]
+        if run.get("about"):
+            body += [run["about"].strip(), ""]
+        body += [*lines, "", f"Machine: {run['machine']}. Results: `docs/results/{run['id']}.json`.", ""]
+        for key, template in (run.get("headline") or {}).items():
+            if key in figures:
+                headlines.append(
+                    f"- {template.format(figures[key])} ([table](docs/benchmarks.md#{_anchor(run)}))"
+                )
+    text = "\n".join(["# Benchmarks", "", READING, "", *body])
+    return text.rstrip() + "\n", headlines
+
+
+def _anchor(run: Mapping[str, Any]) -> str:
+    keep = "".join(c for c in run["title"].lower() if c.isalnum() or c in " -")
+    return keep.replace(" ", "-")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that the docs are up to date")
+    args = parser.parse_args()
+    runs = yaml.safe_load(RUNS.read_text())
+    text, headlines = render(runs)
+    readme = README.read_text()
+    start, end = readme.index(HEADLINE_START), readme.index(HEADLINE_END)
+    new_readme = readme[: start + len(HEADLINE_START)] + "\n" + "\n".join(headlines) + "\n" + readme[end:]
+    if args.check:
+        stale = [p.name for p, new in ((BENCHMARKS, text), (README, new_readme)) if p.read_text() != new]
+        if stale:
+            print(f"not up to date: {', '.join(stale)} (run tools/benchmark_tables.py)", file=sys.stderr)
+            return 1
+        return 0
+    BENCHMARKS.write_text(text)
+    README.write_text(new_readme)
+    print(f"wrote {BENCHMARKS.relative_to(ROOT)} ({len(text.splitlines())} lines) and the README's headlines")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
