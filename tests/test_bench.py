@@ -26,6 +26,11 @@ def matrix(tmp_path_factory):
                 "overrides": ["proposals.max_test=3"],
                 "generators": ["sliding_window"],
             },
+            "fast_rcnn_auto": {
+                "from": "fast_rcnn",
+                "compress": {"max_map_drop": 100.0, "evaluations": 2},
+                "generators": ["sliding_window"],
+            },
             "rcnn": {"config": str(folder / "rcnn.yaml"), "overrides": ["train.max_iter=2"]},
         },
         "peer": {"like": "fast_rcnn"},
@@ -46,7 +51,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     pairs = {(r["detector"], r["generator"]) for r in results}
     assert pairs == {
         (d, g) for d in ("fast_rcnn", "fast_rcnn_svd", "rcnn") for g in ("sliding_window", "r2cnn")
-    } | {("fast_rcnn_top3", "sliding_window")}  # a detector limited to some generators
+    } | {("fast_rcnn_top3", "sliding_window"), ("fast_rcnn_auto", "sliding_window")}  # limited to one
     for r in results:
         assert r["images"] == 3
         assert set(DETECTION_STAGES) <= set(r["stages"]), r["stages"].keys()
@@ -59,6 +64,10 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     assert 0 < top3["proposals_per_image"] <= 3  # its test-time override, on the base's weights
     assert top3["base"] == "fast_rcnn" and top3["variant"] == "SVD fc6=4; proposals.max_test=3"
     assert top3["compressed"] is True
+    auto = next(r for r in results if r["detector"] == "fast_rcnn_auto")
+    assert auto["compressed"] is True and auto["variant"].startswith("compress --auto, latency")
+    assert (out / "models" / "fast_rcnn_auto" / "model_compressed.pth").is_file()
+    assert (out / "models" / "fast_rcnn_auto" / "search.jsonl").is_file()
     saved = json.loads((out / "results.json").read_text())
     peer = saved["peer"]
     assert peer["detector"] == "torchvision Faster R-CNN" and peer["like"] == "fast_rcnn"
@@ -96,7 +105,8 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     # A second run reuses the trained models and finished pairs.
     assert main(["bench", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "training" not in printed and printed.count("reusing") == 8  # 7 pairs and the peer
+    assert "training" not in printed and printed.count("reusing") == 9  # 8 pairs and the peer
+    assert "compressing" not in printed  # the searched head is reused too
 
     # Profile one of the trained detectors, with a Chrome trace.
     profile_out = tmp_path / "profile"
@@ -321,3 +331,14 @@ def test_report_without_sppnet_compares_the_families_it_has():
     table = detection_speed_table(results).splitlines()
     assert table[0] == "| proposals | boxes/img | Fast R-CNN ms | R-CNN ms | R-CNN / Fast R-CNN |"
     assert table[2] == "| selective_search | 274 | 20.0 | 3000.0 | 150.0x |"
+
+
+def test_benchmark_docs_are_what_the_results_files_give():
+    """docs/benchmarks.md and the README's headline figures are the script's output of docs/results/."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "benchmark_tables.py"
+    done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

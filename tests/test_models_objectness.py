@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -276,6 +277,28 @@ def test_r2cnn_to_selective_search_and_back_keeps_every_trained_tensor(tmp_path)
     np.testing.assert_array_equal(again.proposals, first.proposals)
     torch.testing.assert_close(again.boxes, first.boxes, rtol=0, atol=0)
     torch.testing.assert_close(again.scores, first.scores, rtol=0, atol=0)
+
+
+def test_a_config_with_shapes_auto_takes_the_checkpoints_shapes_and_saves_a_loadable_copy(tmp_path):
+    from detaccel.engine import save_checkpoint
+    from detaccel.engine.trainer import checkpoint_payload
+
+    data = tiny_dataset(tmp_path / "data")
+    params = {**OBJECTNESS["params"], "shapes": "auto", "num_shapes": 2}
+    config = tiny_config(data, "fast_rcnn", proposals={**OBJECTNESS, "params": params}, train={"max_iter": 2})
+    Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
+    assert config.proposals.params["shapes"] == "auto"  # the caller's config is left as it was
+    given, model, names = load_detector(str(tmp_path / "out" / FINAL_MODEL), copy.deepcopy(config))
+    shapes = given.proposals.params["shapes"]
+    assert shapes != "auto" and [tuple(s) for s in shapes] == [tuple(s) for s in model.box_shapes.sizes]
+    assert "num_shapes" not in given.proposals.params
+    assert given.proposals.params["num_levels"] == params["num_levels"]  # the rest as given
+    # A checkpoint written from that configuration (as `compress --auto` writes one) loads.
+    copy_path = tmp_path / "copy.pth"
+    save_checkpoint(copy_path, checkpoint_payload(given, names, model, 0))
+    _, again, _ = load_detector(str(copy_path))
+    image = read_image(next(data.rglob("*.jpg")))
+    np.testing.assert_array_equal(again.predict(image)[0].proposals, model.predict(image)[0].proposals)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

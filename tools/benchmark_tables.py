@@ -85,7 +85,7 @@ def bench_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[s
         lines += ["", f"Trained: {trained}."]
     figures = {}
     if "vs_selective_search.png" in found:
-        figures["vs_selective_search"] = found["vs_selective_search.png"].lines[0]
+        figures["vs_selective_search"] = found["vs_selective_search.png"].lines[-1]
     if "vs_peer.png" in found:
         figures["vs_peer"] = found["vs_peer.png"].lines[-1]
     return lines, figures
@@ -119,8 +119,11 @@ def vs_torchvision_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tup
             )
     runtime = data.get("runtime", "torch")
     lines = _table(header, rows)
-    lines += ["", f"{data['train_images']} training and {data['test_images']} test images, {data['seconds']:.0f} s "
-              f"of training per side on {data['threads']} thread(s); detaccel's backbone in {runtime}."]  # fmt: skip
+    lines += [
+        "",
+        f"{data['train_images']} training and {data['test_images']} test images, {data['seconds']:.0f} s "
+        f"of training per side on {data['threads']} thread(s); detaccel's backbone in {runtime}.",
+    ]
     return lines, figures
 
 
@@ -161,11 +164,12 @@ KINDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[list[str
 }
 
 
-def collect(run: Mapping[str, Any]) -> Path:
-    """The copy a run's table is made from, refreshed from its source when that is newer."""
+def collect(run: Mapping[str, Any], refresh: bool = True) -> Path:
+    """The copy a run's table is made from, refreshed (with ``refresh``) from its source when that is
+    newer."""
     copy = ROOT / "docs" / "results" / f"{run['id']}.json"
     source = ROOT / run["source"]
-    if source.is_file() and (not copy.is_file() or source.stat().st_mtime > copy.stat().st_mtime):
+    if refresh and source.is_file() and (not copy.is_file() or source.stat().st_mtime > copy.stat().st_mtime):
         shutil.copyfile(source, copy)
         print(f"{run['id']}: copied {run['source']}", file=sys.stderr)
     if not copy.is_file():
@@ -173,11 +177,12 @@ def collect(run: Mapping[str, Any]) -> Path:
     return copy
 
 
-def render(runs: list[Mapping[str, Any]]) -> tuple[str, list[str]]:
-    """The text of docs/benchmarks.md and the README's headline lines."""
+def render(runs: list[Mapping[str, Any]], refresh: bool = True) -> tuple[str, list[str]]:
+    """The text of docs/benchmarks.md and the README's headline lines (``refresh``: copy newer
+    sources in first)."""
     body, headlines = [], []
     for run in runs:
-        data = json.loads(collect(run).read_text())
+        data = json.loads(collect(run, refresh).read_text())
         lines, figures = KINDS[run["kind"]](data, run)
         body += [f"## {run['title']}", "", "```bash", run["command"].rstrip(), "```", ""]
         if run.get("about"):
@@ -202,7 +207,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only check that the docs are up to date")
     args = parser.parse_args()
     runs = yaml.safe_load(RUNS.read_text())
-    text, headlines = render(runs)
+    text, headlines = render(runs, refresh=not args.check)
     readme = README.read_text()
     start, end = readme.index(HEADLINE_START), readme.index(HEADLINE_END)
     new_readme = readme[: start + len(HEADLINE_START)] + "\n" + "\n".join(headlines) + "\n" + readme[end:]
