@@ -4,9 +4,8 @@ A detector's forward on the CPU allocates and frees the same few-megabyte
 activation buffers for every image. glibc's ``malloc`` serves such buffers with
 ``mmap`` once they pass its mmap threshold (128 KiB at first, raised only by
 some patterns of frees) and returns them to the system when freed, so every
-image page-faults its buffers in again: ~4,000 page faults and about half of
-EfficientNet-Lite0's time per 240x320 image on one thread in such a process
-(``tools/bench_r2cnn_parts.py``, docs/benchmarks.md). :func:`reuse_freed_memory`
+image page-faults its buffers in again (``tools/bench_r2cnn_parts.py`` counts the
+faults per image). :func:`reuse_freed_memory`
 raises the mmap threshold to glibc's maximum (32 MiB) and the trim threshold to
 512 MiB, so buffers come from the heap and stay there. The ``detaccel`` command
 and the benchmark tools call it at start; code that runs detectors through the
