@@ -201,3 +201,17 @@ def test_training_stops_at_its_time_budget(dataset_root, tmp_path):
     assert final["iteration"] == result["iterations"]
     with pytest.raises(ConfigError, match=r"train\.max_seconds"):
         tiny_config(dataset_root, train={"max_seconds": 0})
+
+
+def test_a_resumed_run_counts_its_seconds_on_from_the_checkpoint(dataset_root, tmp_path):
+    out = tmp_path / "interrupted"
+    config = tiny_config(dataset_root, train={"max_iter": 100000, "max_seconds": 1.0, "checkpoint_period": 1})
+    first = Trainer(config, out, DistInfo(), progress=False).train()
+    saved = load_checkpoint(out / LAST_CHECKPOINT)
+    assert 1.0 <= saved["train_seconds"] <= first["train_seconds"] + 1e-6
+    # Resumed with its 1 s already spent, it stops after one more iteration (a fresh clock would train
+    # another second).
+    resumed = Trainer(config, out, DistInfo(), resume=True, progress=False).train()
+    assert resumed["iterations"] == 1
+    assert resumed["train_seconds"] >= saved["train_seconds"]
+    assert load_checkpoint(out / LAST_CHECKPOINT)["iteration"] == saved["iteration"] + 1

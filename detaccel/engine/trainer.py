@@ -67,8 +67,10 @@ def checkpoint_payload(
     scheduler: Any = None,
     rng: list[Any] | None = None,
     categories: dict[int, str] | None = None,
+    train_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """What a checkpoint holds; ``categories`` maps the dataset's own category ids to class names."""
+    """What a checkpoint holds; ``categories`` maps the dataset's own category ids to class names,
+    ``train_seconds`` the seconds of training so far (a resumed run counts on from them)."""
     return {
         "config": config_to_dict(config),
         "class_names": list(class_names),
@@ -78,6 +80,7 @@ def checkpoint_payload(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": rng,
+        "train_seconds": float(train_seconds),
     }
 
 
@@ -201,7 +204,7 @@ class Trainer:
             model.predictor.svm.requires_grad_(False)  # trained after fine-tuning (engine.svm)
         optimizer = build_optimizer(config, model)
         scheduler = StepSchedule(config, optimizer)
-        start = 0
+        start, trained_seconds = 0, 0.0
         resume_path = self._resume_path()
         if resume_path is not None:
             checkpoint = load_checkpoint(resume_path)
@@ -217,6 +220,7 @@ class Trainer:
             if rng and len(rng) == info.world_size:
                 set_rng_state(rng[info.rank])
             start = int(checkpoint["iteration"])
+            trained_seconds = float(checkpoint.get("train_seconds") or 0.0)
         train = config.train
         wrapped: nn.Module = model
         if info.distributed:
@@ -244,8 +248,10 @@ class Trainer:
             disable=not (self.progress and info.is_main),
             dynamic_ncols=True,
         )
-        started = time.perf_counter()
-        done, elapsed = start, 0.0
+        # The clock counts on from the checkpoint's seconds, so that train.max_seconds bounds the whole
+        # training, however often it was interrupted and resumed.
+        started = self._started = time.perf_counter() - trained_seconds
+        done, elapsed = start, trained_seconds
         for iteration in range(start, train.max_iter):
             scheduler.apply(iteration, elapsed)
             if region_pool is not None:
@@ -331,7 +337,15 @@ class Trainer:
             save_checkpoint(
                 self.out_dir / name,
                 checkpoint_payload(
-                    config, class_names, model, iteration, optimizer, scheduler, states, self.categories
+                    config,
+                    class_names,
+                    model,
+                    iteration,
+                    optimizer,
+                    scheduler,
+                    states,
+                    self.categories,
+                    train_seconds=time.perf_counter() - self._started,
                 ),
             )
         barrier(self.info)
