@@ -252,19 +252,20 @@ def prepare_detectors(
                 print(f"{item.name}: left out ({item.base} is not there)")
                 continue
             base = loaded[item.base]
-            config, model = copy.deepcopy(base.config), copy.deepcopy(base.model)
-            if item.overrides:  # test-time settings only: the weights are the base's
-                config = config_from_dict(apply_overrides(config_to_dict(config), item.overrides))
-                model.configure_inference(config)
-            if item.svd:
-                compress_head(model.head, ranks=item.svd)
-                config.head.svd_ranks = {**config.head.svd_ranks, **item.svd}
             if item.compress is not None:
                 try:
                     config, model = auto_compressed(base, item.compress, model_dir, progress)
                 except BudgetNotMet as error:
                     print(f"{item.name}: left out: {error}")
                     continue
+            else:
+                config, model = copy.deepcopy(base.config), copy.deepcopy(base.model)
+            if item.overrides:  # test-time settings only: the weights are the base's
+                config = config_from_dict(apply_overrides(config_to_dict(config), item.overrides))
+                model.configure_inference(config)
+            if item.svd:
+                compress_head(model.head, ranks=item.svd)
+                config.head.svd_ranks = {**config.head.svd_ranks, **item.svd}
         else:
             config = load_config(item.config, [*item.overrides, *data_overrides])
             config.train.eval_after_training = False  # the matrix measures every model on its own images
@@ -301,9 +302,8 @@ def auto_compressed(
     """``(config, model)`` of ``base`` with its head compressed by ``compress --auto`` on the validation
     split (the chosen checkpoint is kept in ``model_dir`` and reused)."""
     from detaccel.compression import AutoCompression, run_auto
-    from detaccel.compression.auto import validation_records
+    from detaccel.compression.auto import proposal_cache_dir, validation_split_records
     from detaccel.engine import save_checkpoint
-    from detaccel.engine.data import load_split, records_for_model
     from detaccel.engine.loading import load_detector
     from detaccel.engine.trainer import checkpoint_payload
 
@@ -317,14 +317,14 @@ def auto_compressed(
             seed=int(options.get("seed", 0)),
             progress=progress,
         )
-        val_set = load_split(config, options.get("val_split", "val"))
-        cache_dir = (
-            Path(config.proposals.cache_dir) if config.proposals.cache_dir else model_dir / "proposals"
-        )
-        validation = validation_records(
-            records_for_model(config, val_set, model, cache_dir, progress=progress),
+        validation = validation_split_records(
+            config,
+            model,
+            options.get("val_split", "val"),
             options.get("val_images"),
             search.seed,
+            proposal_cache_dir(config, model_dir),
+            progress,
         )
         print(f"compressing {base.name}'s head within {search.max_map_drop:g} VOC07 points ({model_dir})")
 

@@ -32,7 +32,7 @@ def run_auto(args: argparse.Namespace) -> int:
     from detaccel.commands._model_args import as_command_errors
     from detaccel.compression import AutoCompression, BudgetNotMet
     from detaccel.compression import run_auto as search_and_save
-    from detaccel.compression.auto import validation_records
+    from detaccel.compression.auto import proposal_cache_dir, validation_split_records
     from detaccel.config import load_config
     from detaccel.engine import load_checkpoint, save_checkpoint
     from detaccel.engine.data import load_split, records_for_model
@@ -70,13 +70,10 @@ def run_auto(args: argparse.Namespace) -> int:
                 f"--val-split {args.val_split!r} is the test split: the search must not see it "
                 "(give a validation split, e.g. one made by `detaccel data split`)"
             )
-        cache_dir = Path(config.proposals.cache_dir) if config.proposals.cache_dir else out_dir / "proposals"
+        cache_dir = proposal_cache_dir(config, out_dir)
         progress = not args.no_progress
-        val_set = load_split(config, args.val_split)
-        validation = validation_records(
-            records_for_model(config, val_set, model, cache_dir, progress=progress),
-            args.val_images,
-            args.seed,
+        validation = validation_split_records(
+            config, model, args.val_split, args.val_images, args.seed, cache_dir, progress
         )
         train = []
         if options.finetune_iters > 0:

@@ -47,6 +47,28 @@ def validation_records(records: list, images: int | None, seed: int) -> list:
     return sorted(random.Random(seed).sample(list(records), images), key=lambda r: str(r.image_id))
 
 
+def proposal_cache_dir(config: Config, out_dir: Path) -> Path:
+    """Where the search keeps cacheable proposals: the configuration's cache, else ``out_dir/proposals``."""
+    return Path(config.proposals.cache_dir) if config.proposals.cache_dir else out_dir / "proposals"
+
+
+def validation_split_records(
+    config: Config,
+    model: RegionDetector,
+    split: str,
+    images: int | None,
+    seed: int,
+    cache_dir: Path,
+    progress: bool = True,
+) -> list:
+    """The records of ``split`` the search scores on (``images`` of them drawn with ``seed``), each with
+    the proposals ``model`` uses."""
+    from detaccel.engine.data import load_split, records_for_model
+
+    records = records_for_model(config, load_split(config, split), model, cache_dir, progress=progress)
+    return validation_records(records, images, seed)
+
+
 def run_auto(
     model: RegionDetector,
     config: Config,
