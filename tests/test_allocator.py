@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 # A few layers of a mobile backbone on a 240x320 image, forward after forward (their activations are 0.3
-# to 3.7 MB); prints whether the settings applied and the page faults per forward once warm.
+# to 3.7 MB); prints whether the settings applied and the median page faults of a forward once warm.
 PROBE = """
 import json, resource
 import torch
@@ -28,13 +28,15 @@ net = nn.Sequential(
     nn.ReLU6(), nn.Conv2d(96, 96, 3, 2, 1, groups=96), nn.Conv2d(96, 24, 1), nn.Conv2d(24, 144, 1),
 ).eval()
 image = torch.randn(1, 3, 240, 320)
+per_forward = []
 with torch.no_grad():
-    for _ in range(3):
+    for _ in range(5):
         net(image)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
+    for _ in range(11):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         net(image)
-faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
+        per_forward.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+faults = sorted(per_forward)[len(per_forward) // 2]  # the median: a one-off fault elsewhere does not count
 print(json.dumps({"applied": applied, "faults": faults}))
 """
 
