@@ -24,21 +24,30 @@ LEARNED = {
 }  # fmt: skip
 
 
-def test_export_writes_graphs_that_run_to_the_models_outputs(tmp_path, capsys):
-    data = tiny_dataset(tmp_path / "data")
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """``(checkpoint, export directory, data root)`` of a tiny Fast R-CNN with R²-CNN's learned head."""
+    root = tmp_path_factory.mktemp("exported")
+    data = tiny_dataset(root / "data")
     config = tiny_config(
         data,
         "fast_rcnn",
         backbone={"name": "small", "width": 8, "stride": 16},
         proposals=LEARNED,
         head={"fc_dims": [32, 16], "dropout": 0.5, "svd_ranks": {"fc6": 4}},
-        train={"max_iter": 2},
+        train={"max_iter": 10},
+        # Every (box, class) kept: a barely trained head ties its scores, and NMS among near-ties would
+        # pick by rounding; the graphs' numerics are what these tests compare.
+        eval={"score_threshold": 0.0, "nms_threshold": 1.0, "max_per_image": 1000},
     )
-    Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
-    checkpoint = str(tmp_path / "out" / FINAL_MODEL)
-    out = tmp_path / "export"
-    assert main(["export", checkpoint, "-o", str(out)]) == 0
-    assert "head.onnx: largest difference" in capsys.readouterr().out
+    Trainer(config, root / "out", DistInfo(), progress=False).train()
+    checkpoint = root / "out" / FINAL_MODEL
+    assert main(["export", str(checkpoint), "-o", str(root / "export")]) == 0
+    return checkpoint, root / "export", data
+
+
+def test_export_writes_graphs_that_run_to_the_models_outputs(exported):
+    checkpoint, out, _ = exported
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["graphs"]) == {"backbone.onnx", "objectness.onnx", "head.onnx"}
     assert manifest["backbone_outputs"] == ["out", "stride8"] and manifest["objectness_stage"] == "stride8"
@@ -56,12 +65,104 @@ def test_export_writes_graphs_that_run_to_the_models_outputs(tmp_path, capsys):
         np.testing.assert_allclose(logits, model.objectness(maps["stride8"]).numpy(), atol=1e-4)
         pooled = torch.randn(33, model.roi_features.output_dim)
         head = ort.InferenceSession(str(out / "head.onnx"), providers=["CPUExecutionProvider"])
-        features, class_logits, deltas = head.run(None, {"pooled": pooled.numpy()})
+        features, class_logits, deltas, scores = head.run(None, {"pooled": pooled.numpy()})
         expected_features = model.head(pooled)
         expected_logits, expected_deltas = model.predictor(expected_features)
+        expected_scores = model.predictor.detection_scores(expected_features, expected_logits)
     np.testing.assert_allclose(class_logits, expected_logits.numpy(), atol=1e-4)
     np.testing.assert_allclose(deltas, expected_deltas.numpy(), atol=1e-4)
+    np.testing.assert_allclose(scores, expected_scores.numpy(), atol=1e-5)
     assert features.shape == (33, 16)
+
+
+def _detections(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_detect_from_the_export_directory_alone_writes_the_eager_detections(exported, tmp_path, capsys):
+    """The export directory is a model: ``detect --checkpoint DIR`` on a folder gives the checkpoint's
+    detections (boxes within 0.05 px, scores within 1e-4), every weight read from the graphs."""
+    checkpoint, out, data = exported
+    images = next(data.glob("VOCdevkit/*/JPEGImages"))
+    runs = {}
+    for name, model_path in (("eager", checkpoint), ("exported", out)):
+        target = tmp_path / name
+        args = ["detect", str(images), "--checkpoint", str(model_path), "--out", str(target)]
+        assert main([*args, "--score-threshold", "0", "--no-progress"]) == 0
+        runs[name] = _detections(target / "detections.jsonl")
+    assert len(runs["eager"]) == len(list(images.glob("*.jpg"))) > 0
+    assert sum(len(r["detections"]) for r in runs["eager"]) > 0
+    for eager, exported_record in zip(runs["eager"], runs["exported"], strict=True):
+        assert eager["image"] == exported_record["image"]
+        assert eager["proposals"] == exported_record["proposals"]
+        assert len(eager["detections"]) == len(exported_record["detections"])
+        order = lambda d: (d["label"], -round(d["score"], 3), d["box"])  # noqa: E731  (ties in any order)
+        pairs = zip(sorted(eager["detections"], key=order), sorted(exported_record["detections"], key=order))
+        for a, b in pairs:
+            assert a["label"] == b["label"]
+            np.testing.assert_allclose(a["box"], b["box"], atol=0.05)
+            assert abs(a["score"] - b["score"]) <= 1e-4
+    _, model, _ = load_detector(str(out))
+    assert model.backbone.exported and model.backbone.runtime == "onnxruntime"
+    with pytest.raises(RuntimeError, match="exported ONNX graph"):
+        model.backbone(torch.zeros(1, 3, 32, 32, requires_grad=True) * 1)  # gradients: no graph for them
+    assert main(["detect", str(images), "--checkpoint", str(out), "--out", str(tmp_path / "t"),
+                 "--runtime", "torch"]) == 2  # fmt: skip
+    assert "exported ONNX graph" in capsys.readouterr().err
+
+
+def test_eval_on_the_export_directory_scores_as_the_checkpoint(exported, tmp_path):
+    checkpoint, out, _ = exported
+    metrics = {}
+    for name, model_path in (("eager", checkpoint), ("exported", out)):
+        assert (
+            main(["eval", "--checkpoint", str(model_path), "--out", str(tmp_path / name), "--no-progress"])
+            == 0
+        )
+        metrics[name] = json.loads((tmp_path / name / "eval.json").read_text())["metrics"]
+    for metric, result in metrics["eager"].items():
+        key = "AP" if metric == "coco" else "mAP"
+        assert abs(result[key] - metrics["exported"][metric][key]) <= 0.002, metric
+
+
+@pytest.mark.parametrize(
+    ("damage", "named", "message"),
+    [
+        ("manifest_json", "manifest.json", "not a readable JSON manifest"),
+        ("manifest_keys", "manifest.json", "incomplete manifest (no config)"),
+        ("head_bytes", "head.onnx", "SHA-256 differs"),
+        ("objectness_missing", "objectness.onnx", "missing"),
+        ("backbone_other", "backbone.onnx", "SHA-256 differs"),
+    ],
+)
+def test_a_corrupt_or_mismatched_export_is_refused_naming_the_file(
+    exported, tmp_path, capsys, damage, named, message
+):
+    import shutil
+
+    _, out, data = exported
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    manifest = broken / "manifest.json"
+    if damage == "manifest_json":
+        manifest.write_text(manifest.read_text()[:-40])
+    elif damage == "manifest_keys":
+        content = json.loads(manifest.read_text())
+        del content["config"]
+        manifest.write_text(json.dumps(content))
+    elif damage == "head_bytes":
+        blob = bytearray((broken / "head.onnx").read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        (broken / "head.onnx").write_bytes(bytes(blob))
+    elif damage == "objectness_missing":
+        (broken / "objectness.onnx").unlink()
+    else:  # another detector's backbone graph in its place
+        shutil.copy(out / "objectness.onnx", broken / "backbone.onnx")
+    args = ["detect", str(next(data.glob("VOCdevkit/*/JPEGImages"))), "--checkpoint", str(broken), "--out", str(tmp_path / "d")]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert str(broken / named) in error and message in error
+    assert not (tmp_path / "d").exists()  # refused before anything was written
 
 
 def test_export_refuses_rcnn_and_a_missing_checkpoint(tmp_path, capsys):

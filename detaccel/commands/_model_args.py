@@ -10,9 +10,10 @@ from pathlib import Path
 def user_errors() -> tuple[type[BaseException], ...]:
     from detaccel.config import ConfigError
     from detaccel.engine import CheckpointError, DataSetupError
+    from detaccel.engine.export import ExportError
     from detaccel.models import BackboneWeightsError
 
-    return (ConfigError, CheckpointError, DataSetupError, BackboneWeightsError)
+    return (ConfigError, CheckpointError, DataSetupError, BackboneWeightsError, ExportError)
 
 
 @contextlib.contextmanager
@@ -24,6 +25,22 @@ def as_command_errors() -> Iterator[None]:
         yield
     except user_errors() as error:
         raise CommandError(str(error)) from None
+
+
+MODEL_HELP = "a detaccel checkpoint (trained or compressed), or a directory written by detaccel export"
+
+
+def model_path_exists(path: str) -> bool:
+    """Whether ``path`` is a checkpoint file or an export directory."""
+    from detaccel.engine.exported import is_export_directory
+
+    return Path(path).is_file() or is_export_directory(path)
+
+
+def default_eval_dir(model_path: str, split: str) -> Path:
+    """``eval_<split>`` next to a checkpoint, or inside an export directory."""
+    path = Path(model_path).resolve()
+    return (path if path.is_dir() else path.parent) / f"eval_{split}"
 
 
 def add_config_arguments(parser) -> None:
@@ -94,3 +111,14 @@ def use_runtime(model, config, runtime: str | None) -> None:
     except ValueError as error:
         raise CommandError(f"--runtime {runtime}: {error}") from None
     config.backbone.runtime = runtime
+
+
+def inference_device(requested: str, model) -> str:
+    """The device to run ``model`` on: ``requested``, but the CPU for one running exported graphs."""
+    from detaccel.cli import CommandError
+
+    if not model.backbone.exported:
+        return requested
+    if requested not in ("auto", "cpu"):
+        raise CommandError(f"--device {requested}: an exported detector runs in ONNX Runtime on the CPU")
+    return "cpu"

@@ -13,7 +13,13 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from detaccel.cli import CommandError
-    from detaccel.commands._model_args import as_command_errors, use_generator, use_runtime
+    from detaccel.commands._model_args import (
+        as_command_errors,
+        inference_device,
+        model_path_exists,
+        use_generator,
+        use_runtime,
+    )
     from detaccel.config import load_config
     from detaccel.data import DatasetError
     from detaccel.data.io import write_jpeg
@@ -29,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from detaccel.engine.loading import load_detector
     from detaccel.profiling import StageTimer
 
-    if not Path(args.checkpoint).is_file():
-        raise CommandError(f"--checkpoint {args.checkpoint}: no such file")
+    if not model_path_exists(args.checkpoint):
+        raise CommandError(f"--checkpoint {args.checkpoint}: no such file or export directory")
     if args.show_proposals < 0:
         raise CommandError("--show-proposals: expected a non-negative number")
     try:
@@ -43,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         config, model, class_names = load_detector(args.checkpoint, config, () if args.config else overrides)
     generator = use_generator(model, config, args.generator)
     use_runtime(model, config, args.runtime)
-    device = init_distributed(args.device).device
+    device = init_distributed(inference_device(args.device, model)).device
     model.to(device).eval()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from detaccel.commands._model_args import (
+        MODEL_HELP,
         add_config_arguments,
         add_generator_argument,
         add_runtime_argument,
@@ -114,7 +121,7 @@ def register(subparsers) -> None:
         "per-stage milliseconds. An unreadable input is named and skipped; the exit code is then 1.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, globs")
-    parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint (trained or compressed)")
+    parser.add_argument("--checkpoint", required=True, help=MODEL_HELP)
     add_config_arguments(parser)
     add_generator_argument(parser)
     add_runtime_argument(parser)

@@ -9,10 +9,13 @@ import argparse
 from pathlib import Path
 
 from detaccel.commands._model_args import (
+    MODEL_HELP,
     add_config_arguments,
     add_generator_argument,
     add_runtime_argument,
     as_command_errors,
+    default_eval_dir,
+    inference_device,
     use_generator,
     use_runtime,
 )
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         use_runtime(model, config, args.runtime)
         if generator != config.proposals.name:
             config.proposals.name, config.proposals.params = generator, {}
-        info = init_distributed(args.device)
+        info = init_distributed(inference_device(args.device, model))
         try:
             model.to(info.device)
             split = args.split or config.data.test_split
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{args.checkpoint}: trained for classes {', '.join(class_names)}, "
                     f"but the dataset has {', '.join(dataset.class_names)}"
                 )
-            out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / f"eval_{split}"
+            out = Path(args.out) if args.out else default_eval_dir(args.checkpoint, split)
             cache = Path(config.proposals.cache_dir) if config.proposals.cache_dir else out / "proposals"
             records = records_for_model(config, dataset, model, cache, info, not args.no_progress)
             evaluate_model(model, dataset, records, config, info, out, progress=not args.no_progress)
@@ -62,7 +65,7 @@ def register(subparsers) -> None:
     add_config_arguments(parser)
     add_generator_argument(parser)
     add_runtime_argument(parser)
-    parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint (trained or compressed)")
+    parser.add_argument("--checkpoint", required=True, help=MODEL_HELP)
     parser.add_argument("--split", help="dataset split (default: data.test_split)")
     parser.add_argument("--out", help="output directory (default: eval_<split> next to the checkpoint)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")

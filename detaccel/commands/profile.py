@@ -25,15 +25,21 @@ def _load(
     """``(LoadedDetector, generator name)`` of a checkpoint with overrides, a generator and a runtime."""
     from detaccel.benchmarks.detection import LoadedDetector
     from detaccel.cli import CommandError
-    from detaccel.commands._model_args import use_generator, use_runtime
+    from detaccel.commands._model_args import (
+        inference_device,
+        model_path_exists,
+        use_generator,
+        use_runtime,
+    )
     from detaccel.config import load_config
     from detaccel.engine.loading import load_detector
 
-    if not Path(checkpoint).is_file():
-        raise CommandError(f"checkpoint {checkpoint}: no such file")
+    if not model_path_exists(checkpoint):
+        raise CommandError(f"checkpoint {checkpoint}: no such file or export directory")
     config = load_config(config_path, overrides) if config_path else None
     config, model, class_names = load_detector(checkpoint, config, () if config_path else overrides)
     use_runtime(model, config, runtime)
+    inference_device(str(device), model)  # an exported detector: the CPU only
     detector = LoadedDetector(config.model.family, config, model.to(device), class_names)
     return detector, use_generator(model, config, generator)
 
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from detaccel.commands._model_args import (
+        MODEL_HELP,
         add_config_arguments,
         add_generator_argument,
         add_runtime_argument,
@@ -128,7 +135,7 @@ def register(subparsers) -> None:
         "and the speed-up over it is reported.",
     )
     add_config_arguments(parser)
-    parser.add_argument("--checkpoint", required=True, help="a detaccel checkpoint")
+    parser.add_argument("--checkpoint", required=True, help=MODEL_HELP)
     add_generator_argument(parser)
     add_runtime_argument(parser)
     parser.add_argument("--images", type=int, default=20, help="images to profile (default: 20)")

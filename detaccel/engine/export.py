@@ -6,10 +6,12 @@
   every other backbone stage the proposal slot reads (batch norm folded, as at inference);
 - ``objectness.onnx`` (a detector trained with R²-CNN's learned head): that stage's map to the
   objectness logits (and box sides);
-- ``head.onnx``: pooled RoI features ``[K, D]`` (any ``K``) to fc7 features, class logits and box
-  deltas (fc6/fc7 as trained or compressed, then the predictor);
+- ``head.onnx``: pooled RoI features ``[K, D]`` (any ``K``) to fc7 features, class logits, box
+  deltas and detection scores (fc6/fc7 as trained or compressed, then the predictor);
 - ``manifest.json``: classes, normalisation, test scales, RoI features and their parameters, the
-  proposal generator's resolved settings, box weights, post-processing, typical shapes.
+  proposal generator's resolved settings, box weights, post-processing, typical shapes, the whole
+  resolved configuration, and each graph's SHA-256 (:mod:`detaccel.engine.exported` runs detection
+  from the directory alone and refuses a graph that is not the one written with its manifest).
 
 RoI pooling, R²-CNN's grouping and ranking and the per-class NMS run between the graphs in the
 project's operators. Each graph is checked against the eager model on an example when written.
@@ -33,6 +35,9 @@ from detaccel.models.detector import RegionDetector
 from detaccel.models.proposal_generator import FeatureProposals
 
 TOLERANCE = 1e-3
+FORMAT = "detaccel-onnx"
+MANIFEST = "manifest.json"
+HEAD_OUTPUTS = ("features", "class_logits", "box_deltas", "class_scores")
 
 
 class ExportError(ValueError):
@@ -44,10 +49,10 @@ class _HeadGraph(nn.Module):
         super().__init__()
         self.head, self.predictor = model.head, model.predictor
 
-    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.head(pooled)
         logits, deltas = self.predictor(features)
-        return features, logits, deltas
+        return features, logits, deltas, self.predictor.detection_scores(features, logits)
 
 
 class _ObjectnessGraph(nn.Module):
@@ -92,6 +97,17 @@ def _check(path: Path, feeds: dict[str, np.ndarray], expected: list[torch.Tensor
     if not worst <= TOLERANCE * max(1.0, max(float(e.abs().max()) for e in expected if e.numel())):
         raise ExportError(f"{path.name}: ONNX Runtime's outputs differ from the model's by {worst:.3g}")
     return worst
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def export_detector(model: RegionDetector, config: Config, out_dir: str | Path) -> dict[str, Any]:
@@ -141,15 +157,18 @@ def export_detector(model: RegionDetector, config: Config, out_dir: str | Path) 
             pooled,
             out_dir / "head.onnx",
             ["pooled"],
-            ["features", "class_logits", "box_deltas"],
-            {name: {0: "rois"} for name in ("pooled", "features", "class_logits", "box_deltas")},
+            list(HEAD_OUTPUTS),
+            {name: {0: "rois"} for name in ("pooled", *HEAD_OUTPUTS)},
         )
         differences["head.onnx"] = _check(out_dir / "head.onnx", {"pooled": pooled.numpy()}, expected)
     resolved = resolved_config_dict(config)
     manifest = {
-        "format": "detaccel-onnx",
+        "format": FORMAT,
         "opset": ONNX_OPSET,
-        "graphs": {name: {"max_difference": value} for name, value in differences.items()},
+        "graphs": {
+            name: {"max_difference": value, "sha256": file_digest(out_dir / name)}
+            for name, value in differences.items()
+        },
         "class_names": list(model.class_names or []),
         "family": model.family,
         "pixel_mean": list(model.pixel_mean),
@@ -167,6 +186,7 @@ def export_detector(model: RegionDetector, config: Config, out_dir: str | Path) 
         },
         "proposals": resolved["proposals"],
         "uses_svm_scores": model.predictor.svm is not None,
+        "config": resolved,
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -18,9 +18,16 @@ def load_detector(
     With ``config``, its data and eval sections are used and its architecture
     must be the checkpoint's (its compression — SVD ranks, packed layers — aside).
     Without it, the checkpoint's own configuration is used, with ``overrides``
-    (``section.key=value``) applied.
+    (``section.key=value``) applied. ``checkpoint_path`` may also be an export
+    directory (``detaccel export``): the model then runs its ONNX graphs
+    (:func:`~detaccel.engine.exported.load_exported`).
     """
     import copy
+
+    from detaccel.engine.exported import is_export_directory, load_exported
+
+    if is_export_directory(checkpoint_path):
+        return load_exported(checkpoint_path, config, overrides)
 
     from detaccel.config import apply_overrides, config_from_dict, config_to_dict
     from detaccel.engine import CheckpointError, load_checkpoint, load_model_state

@@ -229,13 +229,29 @@ class Backbone(nn.Module):
     runtime: str = "torch"
     _sessions: dict[tuple[str, ...], tuple[tuple, Any]]
 
+    _graph: tuple[tuple[str, ...], Any] | None = None  # an exported graph holding the weights
+
     def set_runtime(self, runtime: str) -> None:
         """Run inference in ``"torch"`` (eager) or ``"onnxruntime"`` (the installed package)."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if self._graph is not None and runtime != "onnxruntime":
+            raise ValueError("this backbone's weights are in its exported ONNX graph: it runs in onnxruntime")
         if runtime == "onnxruntime":
             onnx_runtime()
         self.runtime, self._sessions = runtime, {}
+
+    @property
+    def exported(self) -> bool:
+        """Whether inference runs an exported graph (:meth:`use_graph`) instead of the module's weights."""
+        return self._graph is not None
+
+    def use_graph(self, session: Any, names: Sequence[str]) -> None:
+        """Run inference in ``session``, an exported graph of this backbone (input ``images``, outputs
+        ``"out"`` and ``names``) that holds its weights: from now on the module's own weights are unused
+        and only inference (eval mode, no gradient, CPU tensors) runs."""
+        self.set_runtime("onnxruntime")
+        self._graph = (tuple(names), session)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_stages(images)[OUT]
@@ -244,9 +260,25 @@ class Backbone(nn.Module):
         """One pass over ``images``: the maps ``names`` and ``"out"`` (the output of ``forward``)."""
         names = tuple(dict.fromkeys(n for n in names if n != OUT))
         inference = not (self.training or torch.is_grad_enabled()) and images.device.type == "cpu"
+        if self._graph is not None:
+            if not inference or torch.compiler.is_compiling():
+                raise RuntimeError(
+                    "this backbone runs its exported ONNX graph: inference only (eval mode, no gradient, CPU)"
+                )
+            return self._graph_stages(images, names)
         if self.runtime == "onnxruntime" and inference and not torch.compiler.is_compiling():
             return self._onnx_stages(images, names)
         return self._torch_stages(images, names)
+
+    def _graph_stages(self, images: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        assert self._graph is not None
+        outputs, session = self._graph
+        missing = [name for name in names if name not in outputs]
+        if missing:
+            raise ValueError(f"the exported backbone has no output {missing[0]!r} (outputs: out, {outputs})")
+        maps = session.run(None, {"images": images.float().contiguous().numpy()})
+        everything = dict(zip((OUT, *outputs), maps, strict=True))
+        return {name: torch.from_numpy(everything[name]) for name in (OUT, *names)}
 
     def _onnx_stages(self, images: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
         tensors = (*self.body.parameters(), *self.body.buffers())
@@ -353,16 +385,21 @@ def export_stages(backbone: Backbone, names: Sequence[str], example: torch.Tenso
 def _onnx_session(backbone: Backbone, names: tuple[str, ...], example: torch.Tensor) -> Any:
     import io
 
-    runtime = onnx_runtime()
     graph = io.BytesIO()
     export_stages(backbone, names, example, graph)
+    return onnx_session(graph.getvalue())
+
+
+def onnx_session(graph: bytes | str) -> Any:
+    """An ONNX Runtime CPU session of ``graph`` (the bytes or a path) on PyTorch's number of threads."""
+    runtime = onnx_runtime()
     options = runtime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     # No busy-waiting between runs: the stages after the backbone need the same cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return runtime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+    return runtime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 # --------------------------------------------------------------------------- small and torchvision

@@ -218,7 +218,8 @@ class RegionDetector(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        first = next(self.parameters(), None)
+        return torch.device("cpu") if first is None else first.device
 
     # -- shared pieces ----------------------------------------------------------
 
@@ -370,9 +371,7 @@ class RegionDetector(nn.Module):
         ``[K_i, 4]`` inclusive boxes in original pixels, clipped to ``sizes[i]``).
         """
         counts = [len(p) for p in proposals]
-        features = self.head(pooled)
-        logits, deltas = self.predictor(features)
-        scores = self.predictor.detection_scores(features, logits)
+        scores, deltas = self.roi_heads.predict(pooled)
         best = scores.argmax(dim=1) + 1  # column 0 of the deltas is the background's
         decoded = decode_pixel_boxes(deltas, torch.cat(list(proposals)), self.box_weights)
         moved = decoded[torch.arange(len(best), device=best.device), best]
@@ -472,10 +471,7 @@ class RegionDetector(nn.Module):
         """Head, predictor and post-processing of pooled RoIs; ``boxes[i]`` are image ``i``'s RoIs."""
         counts = [len(b) for b in boxes]
         if pooled is not None:
-            features = self._head(pooled)
-            with stage("predictor"):
-                logits, deltas = self.predictor(features)
-                scores = self.predictor.detection_scores(features, logits)
+            scores, deltas = self.roi_heads.predict(pooled)
             scores_per_image = scores.split(counts)
             deltas_per_image = deltas.split(counts)
         outputs = []

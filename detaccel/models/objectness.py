@@ -22,6 +22,7 @@ the stride-wide cells leave loose.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,6 +76,13 @@ class ObjectnessHead(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         self.stage = str(state["stage"])
 
+    _graph: Any = None  # an exported graph holding the weights (use_graph)
+
+    def use_graph(self, session: Any) -> None:
+        """Run inference in ``session``, this head's exported ONNX graph (input ``map``, output
+        ``logits``): from now on its own weights are unused and only inference runs."""
+        self._graph = session
+
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, 1, h, w]`` (``[N, 5, h, w]`` with box sides) of ``feature_map`` ``[N, C, h, w]``
         (read detached)."""
@@ -83,6 +91,11 @@ class ObjectnessHead(nn.Module):
                 f"objectness head: expected a map [N, {self.in_channels}, h, w], "
                 f"got {tuple(feature_map.shape)}"
             )
+        if self._graph is not None:
+            if torch.is_grad_enabled() or feature_map.device.type != "cpu":
+                raise RuntimeError("this objectness head runs its exported ONNX graph: inference on the CPU")
+            (logits,) = self._graph.run(None, {"map": feature_map.float().contiguous().numpy()})
+            return torch.from_numpy(logits)
         feature_map = feature_map.detach()
         if self.sides is not None and not torch.is_grad_enabled():
             conv, out = self._fused_branches()

@@ -62,13 +62,35 @@ class RoIHeads(nn.Module):
         self.max_train = int(max_train)
         self.box_loss_weight = float(box_loss_weight)
 
+    _graph: Any = None  # the exported head graph holding the head's and predictor's weights (use_graph)
+
+    def use_graph(self, session: Any) -> None:
+        """Run :meth:`predict` in ``session``, the exported head graph (input ``pooled``, outputs
+        ``class_scores`` and ``box_deltas`` among others): the head's and predictor's own weights are
+        unused from now on, and only inference runs."""
+        self._graph = session
+
     def scores(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(fc7 features, class logits, box deltas)`` of pooled RoI features, each stage timed."""
+        if self._graph is not None:
+            raise RuntimeError("these RoI heads run their exported ONNX graph: predict() only")
         with stage("head"):
             features = self.head(pooled)
         with stage("predictor"):
             logits, deltas = self.predictor(features)
         return features, logits, deltas
+
+    def predict(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(detection scores [K, N], box deltas [K, 4 (N + 1)])`` of pooled RoI features: what
+        inference reads (the softmax's object classes, or the SVMs' squashed margins)."""
+        if self._graph is not None:
+            with stage("head"):
+                feeds = {"pooled": pooled.float().contiguous().numpy()}
+                scores, deltas = self._graph.run(["class_scores", "box_deltas"], feeds)
+            return torch.from_numpy(scores), torch.from_numpy(deltas)
+        features, logits, deltas = self.scores(pooled)
+        with stage("predictor"):
+            return self.predictor.detection_scores(features, logits), deltas
 
     def forward(
         self,
