@@ -75,6 +75,10 @@ def test_export_writes_graphs_that_run_to_the_models_outputs(exported):
     assert features.shape == (33, 16)
 
 
+def _detection_order(detection):
+    return detection["label"], -round(detection["score"], 3), detection["box"]  # ties in any order
+
+
 def _detections(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -96,9 +100,8 @@ def test_detect_from_the_export_directory_alone_writes_the_eager_detections(expo
         assert eager["image"] == exported_record["image"]
         assert eager["proposals"] == exported_record["proposals"]
         assert len(eager["detections"]) == len(exported_record["detections"])
-        order = lambda d: (d["label"], -round(d["score"], 3), d["box"])  # noqa: E731  (ties in any order)
-        pairs = zip(sorted(eager["detections"], key=order), sorted(exported_record["detections"], key=order))
-        for a, b in pairs:
+        ordered = [sorted(r["detections"], key=_detection_order) for r in (eager, exported_record)]
+        for a, b in zip(*ordered, strict=True):
             assert a["label"] == b["label"]
             np.testing.assert_allclose(a["box"], b["box"], atol=0.05)
             assert abs(a["score"] - b["score"]) <= 1e-4
@@ -158,7 +161,8 @@ def test_a_corrupt_or_mismatched_export_is_refused_naming_the_file(
         (broken / "objectness.onnx").unlink()
     else:  # another detector's backbone graph in its place
         shutil.copy(out / "objectness.onnx", broken / "backbone.onnx")
-    args = ["detect", str(next(data.glob("VOCdevkit/*/JPEGImages"))), "--checkpoint", str(broken), "--out", str(tmp_path / "d")]
+    images = next(data.glob("VOCdevkit/*/JPEGImages"))
+    args = ["detect", str(images), "--checkpoint", str(broken), "--out", str(tmp_path / "d")]
     assert main(args) == 2
     error = capsys.readouterr().err
     assert str(broken / named) in error and message in error
