@@ -177,3 +177,32 @@ def test_export_refuses_rcnn_and_a_missing_checkpoint(tmp_path, capsys):
     Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
     assert main(["export", str(tmp_path / "out" / FINAL_MODEL), "-o", str(tmp_path / "x")]) == 2
     assert "R-CNN runs the backbone on every warped region" in capsys.readouterr().err
+
+
+def test_int8_backbone_holds_the_float_exports_map(tmp_path, capsys):
+    """``--int8-backbone``: the backbone graph in int8 (calibrated on training images) keeps the float
+    export's mAP within 0.01 on a tiny detector trained until it finds objects."""
+    data = tiny_dataset(tmp_path / "data", num_images=40)
+    config = tiny_config(
+        data,
+        "fast_rcnn",
+        backbone={"name": "small", "width": 16, "stride": 8},
+        train={"max_iter": 1500, "base_lr": 0.02, "steps": [1100], "checkpoint_period": 10000},
+    )
+    Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
+    checkpoint = str(tmp_path / "out" / FINAL_MODEL)
+    maps = {}
+    for name, extra in (("float32", []), ("int8", ["--int8-backbone", "8"])):
+        assert main(["export", checkpoint, "-o", str(tmp_path / name), *extra]) == 0
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert manifest["backbone_precision"]["precision"] == name
+        evaluated = tmp_path / f"eval_{name}"
+        assert (
+            main(["eval", "--checkpoint", str(tmp_path / name), "--out", str(evaluated), "--no-progress"])
+            == 0
+        )
+        maps[name] = json.loads((evaluated / "eval.json").read_text())["metrics"]["voc07"]["mAP"]
+    assert "int8, calibrated on 8 training images" in capsys.readouterr().out
+    assert manifest["backbone_precision"]["worst_cosine"] >= 0.9
+    assert maps["float32"] > 0.02  # it detects something, so the comparison means something
+    assert abs(maps["int8"] - maps["float32"]) <= 0.01, maps

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,39 @@ def _check(path: Path, feeds: dict[str, np.ndarray], expected: list[torch.Tensor
     return worst
 
 
+# Below it the int8 maps are not the float ones (saturated products gave 0.60); above it, the
+# detector's mAP decides whether the int8 backbone is good enough (measure it with eval).
+MIN_INT8_COSINE = 0.9
+
+
+def _quantize_backbone(model: RegionDetector, path: Path, images: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Replace the float graph at ``path`` by its int8 quantisation; how it was made and how close it is."""
+    from detaccel.engine.quantize import (
+        QuantizationError,
+        calibration_batches,
+        map_agreement,
+        quantize_backbone,
+    )
+    from detaccel.models.backbones import onnx_session
+
+    batches = calibration_batches(model, images)
+    float_path = path.with_name("backbone.float32.onnx")
+    path.replace(float_path)
+    try:
+        quantize_backbone(float_path, path, batches)
+        agreement = map_agreement(onnx_session(str(float_path)), onnx_session(str(path)), batches)
+    except QuantizationError as error:
+        raise ExportError(str(error)) from None
+    finally:
+        float_path.unlink(missing_ok=True)
+    if agreement["worst_cosine"] < MIN_INT8_COSINE:
+        raise ExportError(
+            f"backbone.onnx: the int8 maps differ from the float ones (cosine "
+            f"{agreement['worst_cosine']:.3f} < {MIN_INT8_COSINE}); export without int8"
+        )
+    return {"precision": "int8", "calibration_images": len(batches), **agreement}
+
+
 def file_digest(path: Path) -> str:
     """The SHA-256 of a file's bytes, in hex."""
     import hashlib
@@ -110,8 +144,18 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export_detector(model: RegionDetector, config: Config, out_dir: str | Path) -> dict[str, Any]:
-    """Write ``model``'s graphs and manifest into ``out_dir`` (see the module docstring); the manifest."""
+def export_detector(
+    model: RegionDetector,
+    config: Config,
+    out_dir: str | Path,
+    int8_calibration: Sequence[np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Write ``model``'s graphs and manifest into ``out_dir`` (see the module docstring); the manifest.
+
+    With ``int8_calibration`` (RGB ``uint8`` images, e.g. from the training split), ``backbone.onnx``
+    is the float graph quantised to int8 (:mod:`detaccel.engine.quantize`) with those images'
+    activation ranges; the manifest records how close its maps are to the float ones.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
@@ -132,6 +176,9 @@ def export_detector(model: RegionDetector, config: Config, out_dir: str | Path) 
         differences["backbone.onnx"] = _check(
             out_dir / "backbone.onnx", {"images": images.numpy()}, [maps[n] for n in names]
         )
+        backbone_precision: dict[str, Any] = {"precision": "float32"}
+        if int8_calibration is not None:
+            backbone_precision = _quantize_backbone(model, out_dir / "backbone.onnx", int8_calibration)
         if model.objectness is not None:
             feature_map = maps[model.objectness.stage]
             logits = model.objectness(feature_map)
@@ -169,6 +216,7 @@ def export_detector(model: RegionDetector, config: Config, out_dir: str | Path) 
             name: {"max_difference": value, "sha256": file_digest(out_dir / name)}
             for name, value in differences.items()
         },
+        "backbone_precision": backbone_precision,
         "class_names": list(model.class_names or []),
         "family": model.family,
         "pixel_mean": list(model.pixel_mean),
