@@ -49,7 +49,7 @@ def exported(tmp_path_factory):
 def test_export_writes_graphs_that_run_to_the_models_outputs(exported):
     checkpoint, out, _ = exported
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["graphs"]) == {"backbone.onnx", "objectness.onnx", "head.onnx"}
+    assert set(manifest["graphs"]) == {"backbone.onnx", "objectness.onnx", "roi_features.onnx", "head.onnx"}
     assert manifest["backbone_outputs"] == ["out", "stride8"] and manifest["objectness_stage"] == "stride8"
     assert manifest["proposals"]["params"]["reduction"] == "objectness" and manifest["opset"] >= 17
     _, model, _ = load_detector(checkpoint)
@@ -73,6 +73,33 @@ def test_export_writes_graphs_that_run_to_the_models_outputs(exported):
     np.testing.assert_allclose(deltas, expected_deltas.numpy(), atol=1e-4)
     np.testing.assert_allclose(scores, expected_scores.numpy(), atol=1e-5)
     assert features.shape == (33, 16)
+
+
+@pytest.mark.parametrize("kind", ["roi_pool", "spp", "roi_align"])
+def test_the_roi_features_graph_pools_in_onnx_operators_as_the_projects_operators(tmp_path, kind):
+    """RoI pooling is in the export as ONNX's own MaxRoiPool (Fast R-CNN, each SPP level) or RoiAlign,
+    to the project's operators' features (any number of RoIs, any map size)."""
+    import onnx
+
+    from detaccel.engine.export import export_detector
+    from detaccel.models import build_detector
+
+    config = tiny_config(tiny_dataset(tmp_path / "data"), "sppnet" if kind == "spp" else "fast_rcnn")
+    config.roi_features.type = kind
+    model = build_detector(config, 3, ["a", "b", "c"]).eval()
+    export_detector(model, config, tmp_path / "export")
+    graph = onnx.load(str(tmp_path / "export" / "roi_features.onnx"))
+    operators = {node.op_type for node in graph.graph.node}
+    assert ("RoiAlign" if kind == "roi_align" else "MaxRoiPool") in operators
+    session = ort.InferenceSession(
+        str(tmp_path / "export" / "roi_features.onnx"), providers=["CPUExecutionProvider"]
+    )
+    feature_map = torch.randn(2, model.backbone.out_channels, 11, 13)
+    rois = torch.tensor([[0, 0.0, 0.0, 103.0, 87.0], [1, 5.5, 7.25, 40.0, 30.0], [0, 60.0, 10.0, 61.0, 12.0]])
+    (pooled,) = session.run(None, {"map": feature_map.numpy(), "rois": rois.numpy()})
+    with torch.no_grad():
+        expected = model.roi_features.pool(feature_map, rois, model.backbone)
+    np.testing.assert_allclose(pooled, expected.numpy(), atol=1e-5)
 
 
 def _detection_order(detection):

@@ -74,7 +74,8 @@ def test_both_sides_train_and_are_scored_in_the_same_run(tmp_path, monkeypatch):
     config.write_text(yaml.safe_dump(tiny_config_dict(data)))
     out = tmp_path / "out"
     argv = ["bench_vs_torchvision.py", "--config", str(config), "--seconds", "2", "--threads", "1",
-            "--warmup", "0", "--test-scales", "64", "--out", str(out)]  # fmt: skip
+            "--warmup", "0", "--test-scales", "64", "--deploy", "4", "--deploy-set", "proposals.max_test=20",
+            "--peer-onnx", "--out", str(out)]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     threads = torch.get_num_threads()
     try:
@@ -88,4 +89,12 @@ def test_both_sides_train_and_are_scored_in_the_same_run(tmp_path, monkeypatch):
         assert 0.0 <= entry["voc07_mAP"] <= 1.0 and entry["seconds_per_image"] > 0
     assert ours["sliding_window"]["time_ratio_vs_torchvision"] == pytest.approx(
         ours["sliding_window"]["seconds_per_image"] / peer["seconds_per_image"]
+    )
+    deployed = results["detaccel_deployed"]
+    assert (out / "deployed" / "manifest.json").is_file() and deployed["int8_calibration_images"] == 4
+    assert deployed["sliding_window"]["time_ratio_vs_torchvision"] > 0
+    assert 0 < deployed["sliding_window"]["proposals_per_image"] <= 20
+    in_onnx = results["torchvision_onnxruntime"]
+    assert in_onnx["max_box_difference"] < 0.05 and in_onnx["voc07_mAP"] == pytest.approx(
+        peer["voc07_mAP"], abs=0.01
     )

@@ -13,7 +13,10 @@ same number of threads; once both are trained they are scored with the same VOC0
 same test split and timed per image, decoding to detections, in this one process, in
 ``--timing-rounds`` alternating rounds (detaccel, the peer, detaccel, ...): each side's fastest
 round is reported, so that a change of the machine's load during the run does not fall on one side
-only. ``--runtime onnxruntime`` scores detaccel with its backbone run by ONNX Runtime. Every
+only. ``--runtime onnxruntime`` scores detaccel with its backbone run by ONNX Runtime; ``--deploy N``
+also scores its deployed form (exported, int8 backbone calibrated on N training images, run from the
+export directory, with ``--deploy-set`` test-time settings) beside it in the same rounds;
+``--peer-onnx`` also scores the peer exported by torchvision's own ONNX recipe, in ONNX Runtime. Every
 round must give the same detections on every image as the first (else the run stops,
 naming the side, generator and image); quality figures come from the first round, only the times
 from the fastest. ``--test-scales`` scores both trained models again at other shorter sides (a speed/accuracy
@@ -37,8 +40,17 @@ import torch
 
 from detaccel.allocator import reuse_freed_memory
 from detaccel.benchmarks.detection import LoadedDetector, PairRun
-from detaccel.benchmarks.peer import build_peer, score_peer, train_peer
+from detaccel.benchmarks.peer import (
+    OnnxPeer,
+    build_peer,
+    export_peer,
+    load_peer,
+    save_peer,
+    score_peer,
+    train_peer,
+)
 from detaccel.config import load_config
+from detaccel.data.io import read_image
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.data import load_split
 from detaccel.evaluation import Detections
@@ -114,24 +126,45 @@ def score_all_detaccel(
     records: list,
     warmup: int,
     rounds: SameDetections,
+    side: str = "detaccel",
 ) -> dict[str, Any]:
     """detaccel's figures with each generator, at the trained test scale and at each of ``test_scales``;
-    each one's detections checked against the first round's (``rounds``)."""
+    each one's detections checked against the first round's (``rounds``, under the name ``side``)."""
     scored: dict[str, Any] = {}
     for name in generators:
         params = given.get(name, config.proposals.params if name == config.proposals.name else {})
         model.set_proposal_generator(name, params)
         scored[name], detections = score_detaccel(model, config, class_names, name, records, warmup)
-        rounds.check(("detaccel", name, config.data.test_scale), detections)
+        rounds.check((side, name, config.data.test_scale), detections)
         for scale in test_scales:
             scaled = copy.deepcopy(config)
             scaled.data.test_scale = scale
             model.configure_inference(scaled)
             figures, detections = score_detaccel(model, scaled, class_names, name, records, warmup)
-            rounds.check(("detaccel", name, scale), detections)
+            rounds.check((side, name, scale), detections)
             scored.setdefault("by_test_scale", {}).setdefault(scale, {})[name] = figures
         model.configure_inference(config)
     return scored
+
+
+def deployed_form(
+    model: torch.nn.Module, config: Any, train_set: Any, images: int, settings: list[str], out: Path
+) -> tuple[torch.nn.Module, Any, list[str]]:
+    """``(model, config, generators)`` of the trained model exported to ``out/deployed`` with an int8
+    backbone calibrated on ``images`` training images, loaded back from the export with ``settings``."""
+    from detaccel.engine.export import export_detector
+    from detaccel.engine.exported import load_exported
+
+    records = list(train_set.records)
+    step = max(1, len(records) // images)
+    calibration = [read_image(record.file_path) for record in records[::step][:images]]
+    exported = copy.deepcopy(config)
+    exported.backbone.runtime = "torch"
+    precision = export_detector(model, exported, out / "deployed", calibration)["backbone_precision"]
+    cosine = precision["cosine"]
+    print(f"deployed form: int8 backbone, cosine to the float maps {cosine:.4f}", file=sys.stderr)
+    deployed_config, deployed, _ = load_exported(out / "deployed", overrides=settings)
+    return deployed, deployed_config, [deployed_config.proposals.name]
 
 
 def score_all_peer(
@@ -213,10 +246,35 @@ def main() -> int:
     )
     parser.add_argument("--skip-peer", action="store_true", help="train and score detaccel only")
     parser.add_argument(
+        "--peer-onnx",
+        action="store_true",
+        help="also score the peer exported to ONNX by torchvision's own recipe and run in ONNX Runtime",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue detaccel's training from the last checkpoint in OUT/detaccel (one whose seconds "
+        "are spent is scored at once) and take the peer trained before from OUT/peer/model.pth",
+    )
+    parser.add_argument(
         "--runtime",
         choices=("torch", "onnxruntime"),
         default="torch",
         help="where detaccel's backbone runs when scored: eager PyTorch or ONNX Runtime (default: torch)",
+    )
+    parser.add_argument(
+        "--deploy",
+        type=int,
+        metavar="IMAGES",
+        help="also score detaccel's deployed form: the trained model exported (detaccel export) with its "
+        "backbone in int8 calibrated on this many training images, run from the export directory",
+    )
+    parser.add_argument(
+        "--deploy-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a test-time setting of the deployed form, e.g. proposals.max_test=100 (repeatable)",
     )
     parser.add_argument(
         "--timing-rounds",
@@ -247,7 +305,7 @@ def main() -> int:
         "test_images": len(test_records),
     }
     print(f"detaccel {config.model.family}: training for {args.seconds:.0f} s", file=sys.stderr)
-    trained = Trainer(config, out / "detaccel", DistInfo(), progress=True).train()
+    trained = Trainer(config, out / "detaccel", DistInfo(), progress=True, resume=args.resume or None).train()
     model, config = trained["model"].eval(), trained["config"]
     model.backbone.set_runtime(args.runtime)
     config.backbone.runtime = results["runtime"] = args.runtime
@@ -259,36 +317,84 @@ def main() -> int:
         given[key] = json.loads(value)
     results["generator_params"] = given
     test_scales = [int(s) for s in args.test_scales.split(",") if s.strip()]
+    sides = {"detaccel": (model, config, generators)}
+    if args.deploy is not None:
+        deployed = deployed_form(model, config, train_set, args.deploy, args.deploy_set, out)
+        sides["detaccel_deployed"] = deployed
+        results["detaccel_deployed"] = {
+            "export": str(out / "deployed"),
+            "int8_calibration_images": args.deploy,
+            "test_settings": args.deploy_set,
+        }
     peer = None
     if not args.skip_peer:
-        print(f"torchvision FasterRCNN: training for {args.seconds:.0f} s", file=sys.stderr)
         peer = build_peer(config, len(class_names))
-        results["torchvision"] = train_peer(
-            peer, list(train_set.records), args.seconds, config.train.images_per_batch, config.train.seed
-        )
+        saved = out / "peer" / "model.pth"
+        if args.resume and saved.is_file():
+            print(f"torchvision FasterRCNN: trained before, {saved}", file=sys.stderr)
+            results["torchvision"] = load_peer(peer, saved)
+        else:
+            print(f"torchvision FasterRCNN: training for {args.seconds:.0f} s", file=sys.stderr)
+            results["torchvision"] = train_peer(
+                peer, list(train_set.records), args.seconds, config.train.images_per_batch, config.train.seed
+            )
+            save_peer(peer, saved, results["torchvision"])
+    onnx_peer = None
+    if peer is not None and args.peer_onnx:
+        example = read_image(test_records[0].file_path)
+        try:
+            difference = export_peer(peer, out / "peer.onnx", example)
+        except Exception as error:  # the exporter's own message says what it could not write
+            results["torchvision_onnxruntime"] = {"export_error": str(error).strip().splitlines()[0]}
+            print(f"torchvision FasterRCNN: not exported to ONNX ({error})", file=sys.stderr)
+        else:
+            results["torchvision_onnxruntime"] = {"max_box_difference": difference}
+            print(
+                f"torchvision FasterRCNN in ONNX: boxes within {difference:.3g} px of eager", file=sys.stderr
+            )
+            onnx_peer = OnnxPeer(out / "peer.onnx")
     rounds = SameDetections()
     for round_index in range(args.timing_rounds):
         print(f"scoring, round {round_index + 1} of {args.timing_rounds}", file=sys.stderr)
         try:
-            ours = score_all_detaccel(
-                model, config, class_names, generators, given, test_scales, test_records, args.warmup, rounds
-            )
-            keep_fastest(results["detaccel"], ours)
+            for side, (side_model, side_config, side_generators) in sides.items():
+                ours = score_all_detaccel(
+                    side_model,
+                    side_config,
+                    class_names,
+                    side_generators,
+                    given,
+                    test_scales,
+                    test_records,
+                    args.warmup,
+                    rounds,
+                    side,
+                )
+                keep_fastest(results[side], ours)
             if peer is not None:
                 theirs = score_all_peer(peer, test_scales, test_records, class_names, args.warmup, rounds)
                 keep_fastest(results["torchvision"], theirs)
+            if onnx_peer is not None:
+                theirs, detections = score_peer(onnx_peer, test_records, class_names, args.warmup)
+                rounds.check(("torchvision in onnxruntime", "its RPN", "trained"), detections)
+                keep_fastest(results["torchvision_onnxruntime"], theirs)
         except RoundMismatch as error:
             print(f"bench_vs_torchvision: scoring round {round_index + 1}: {error}", file=sys.stderr)
             return 1
     if peer is not None:
-        for name in generators:
-            ours = results["detaccel"][name]
-            ours["mAP_ratio_vs_torchvision"] = ours["voc07_mAP"] / max(
-                results["torchvision"]["voc07_mAP"], 1e-9
-            )
-            ours["time_ratio_vs_torchvision"] = (
-                ours["seconds_per_image"] / results["torchvision"]["seconds_per_image"]
-            )
+        for side, (_, _, side_generators) in sides.items():
+            for name in side_generators:
+                ours = results[side][name]
+                ours["mAP_ratio_vs_torchvision"] = ours["voc07_mAP"] / max(
+                    results["torchvision"]["voc07_mAP"], 1e-9
+                )
+                ours["time_ratio_vs_torchvision"] = (
+                    ours["seconds_per_image"] / results["torchvision"]["seconds_per_image"]
+                )
+                if onnx_peer is not None:
+                    ours["time_ratio_vs_torchvision_onnxruntime"] = (
+                        ours["seconds_per_image"] / results["torchvision_onnxruntime"]["seconds_per_image"]
+                    )
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n")
     print(json.dumps(json_safe(results), indent=2))
     return 0

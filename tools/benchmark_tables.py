@@ -119,32 +119,55 @@ def bench_figures(results: list, headline: str | None, peer: Mapping[str, Any] |
     return figures
 
 
+SIDES = {"detaccel": "", "detaccel_deployed": " deployed"}  # the tool's entries, as the table names them
+
+
+def _vs_peer_figure(entry: Mapping[str, Any], peer: Mapping[str, Any]) -> str:
+    met = entry["mAP_ratio_vs_torchvision"] >= 1 and entry["time_ratio_vs_torchvision"] <= 0.5
+    return (
+        f"{entry['voc07_mAP']:.3f} mAP against the peer's {peer['voc07_mAP']:.3f} at "
+        f"{entry['time_ratio_vs_torchvision']:.2f}x its time (target ≥ 1x mAP at ≤ 0.5x time: "
+        f"{'met' if met else 'not met'})"
+    )
+
+
 def vs_torchvision_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """A ``tools/bench_vs_torchvision.py`` run: the peer and detaccel with each generator."""
-    ours, peer = data["detaccel"], data.get("torchvision")
-    header = ["detector", "proposals", "iterations", "VOC07 mAP", "ms/img", "backbone ms", "boxes/img",
-              "vs peer mAP", "vs peer time"]  # fmt: skip
+    """A ``tools/bench_vs_torchvision.py`` run: the peer and detaccel with each generator (and its
+    deployed form, and other test scales, where the run scored them)."""
+    peer = data.get("torchvision")
+    header = ["detector", "proposals", "test scale", "iterations", "VOC07 mAP", "ms/img", "backbone ms",
+              "boxes/img", "vs peer mAP", "vs peer time"]  # fmt: skip
     rows = []
     if peer:
-        rows.append([PEER_NAME, "its RPN", peer["iterations"], f"{peer['voc07_mAP']:.3f}",
+        rows.append([PEER_NAME, "its RPN", "as trained", peer["iterations"], f"{peer['voc07_mAP']:.3f}",
                      _ms(peer["seconds_per_image"]), "", "", "1", "1"])  # fmt: skip
+        for scale, entry in (peer.get("by_test_scale") or {}).items():
+            rows.append([PEER_NAME, "its RPN", scale, "", f"{entry['voc07_mAP']:.3f}",
+                         _ms(entry["seconds_per_image"]), "", "", "", ""])  # fmt: skip
+    onnx_peer = data.get("torchvision_onnxruntime") or {}
+    if "seconds_per_image" in onnx_peer:
+        in_onnx = [f"{onnx_peer['voc07_mAP']:.3f}", _ms(onnx_peer["seconds_per_image"])]
+        rows.append([f"{PEER_NAME} in ONNX Runtime", "its RPN", "as trained", "", *in_onnx, "", "", "", ""])
     figures = {}
-    for name, entry in ours.items():
-        if not isinstance(entry, dict) or "voc07_mAP" not in entry:
-            continue
-        map_ratio = f"{entry['mAP_ratio_vs_torchvision']:.2f}x" if peer else ""
-        time_ratio = f"{entry['time_ratio_vs_torchvision']:.2f}x" if peer else ""
-        rows.append([f"detaccel {data['config'].split('/')[-1]}", name, ours["iterations"],
-                     f"{entry['voc07_mAP']:.3f}", _ms(entry["seconds_per_image"]),
-                     f"{entry['stages_ms'].get('backbone', 0):.1f}", f"{entry['proposals_per_image']:.0f}",
-                     map_ratio, time_ratio])  # fmt: skip
-        if peer and "vs_peer" not in figures:  # the configuration's own generator comes first
-            met = entry["mAP_ratio_vs_torchvision"] >= 1 and entry["time_ratio_vs_torchvision"] <= 0.5
-            figures["vs_peer"] = (
-                f"{entry['voc07_mAP']:.3f} mAP against the peer's {peer['voc07_mAP']:.3f} at "
-                f"{entry['time_ratio_vs_torchvision']:.2f}x its time (target ≥ 1x mAP at ≤ 0.5x time: "
-                f"{'met' if met else 'not met'})"
-            )
+    iterations = data["detaccel"]["iterations"]
+    for side, suffix in SIDES.items():
+        ours = data.get(side) or {}
+        scored = [(name, "as trained", entry) for name, entry in ours.items() if _scored(entry)]
+        for scale, entries in (ours.get("by_test_scale") or {}).items():
+            scored += [(name, scale, entry) for name, entry in entries.items() if _scored(entry)]
+        for name, scale, entry in scored:
+            ratios = ["", ""]
+            if peer:
+                map_ratio = entry["voc07_mAP"] / max(peer["voc07_mAP"], 1e-9)
+                time_ratio = entry["seconds_per_image"] / peer["seconds_per_image"]
+                ratios = [f"{map_ratio:.2f}x", f"{time_ratio:.2f}x"]
+            backbone = entry["stages_ms"].get("backbone", 0)
+            rows.append([f"detaccel {data['config'].split('/')[-1]}{suffix}", name, scale, iterations,
+                         f"{entry['voc07_mAP']:.3f}", _ms(entry["seconds_per_image"]), f"{backbone:.1f}",
+                         f"{entry['proposals_per_image']:.0f}", *ratios])  # fmt: skip
+            key = "vs_peer" + suffix.replace(" ", "_")
+            if peer and scale == "as trained" and key not in figures:  # the configured generator first
+                figures[key] = _vs_peer_figure(entry, peer)
     runtime = data.get("runtime", "torch")
     lines = _table(header, rows)
     lines += [
@@ -152,7 +175,28 @@ def vs_torchvision_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tup
         f"{data['train_images']} training and {data['test_images']} test images, {data['seconds']:.0f} s "
         f"of training per side on {data['threads']} thread(s); detaccel's backbone in {runtime}.",
     ]
+    if "export_error" in onnx_peer:
+        lines.append(f"The peer did not export to ONNX: {onnx_peer['export_error']}")
+    elif onnx_peer:
+        lines.append(
+            "The peer in ONNX Runtime: exported by torchvision's own recipe (`torch.onnx.export`, the whole "
+            f"model), boxes within {onnx_peer['max_box_difference']:.2g} px of eager on the first test "
+            "image; "
+            "the ratios are against the peer as its users run it (eager)."
+        )
+    deployed = data.get("detaccel_deployed")
+    if deployed:
+        settings = ", ".join(deployed.get("test_settings") or []) or "the trained ones"
+        lines.append(
+            f"Deployed: the same model exported (`detaccel export`), its backbone in int8 calibrated on "
+            f"{deployed['int8_calibration_images']} training images, run from the export directory in ONNX "
+            f"Runtime; test-time settings: {settings}."
+        )
     return lines, figures
+
+
+def _scored(entry: Any) -> bool:
+    return isinstance(entry, dict) and "voc07_mAP" in entry
 
 
 def profile_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:

@@ -6,7 +6,9 @@ configured backbone (one map, the configuration's image scales and normalisation
 recipe (SGD, momentum 0.9, weight decay 1e-4, learning rate 0.02 per 16 images scaled to the
 batch, linear warm-up, decay by 0.1 at 16/26 and 22/26 of the run, horizontal flips);
 :func:`score_peer` scores it with the same VOC07 code as detaccel's detectors and times it per
-image, from decoding the image to the detections.
+image, from decoding the image to the detections. :func:`export_peer` writes it to ONNX with
+torchvision's own recipe (the TorchScript exporter, the whole model from image to detections) and
+:class:`OnnxPeer` runs that graph in ONNX Runtime where :func:`score_peer` runs the model.
 """
 
 from __future__ import annotations
@@ -180,3 +182,51 @@ def load_peer(model: torch.nn.Module, path: Path) -> dict[str, Any]:
     saved = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(saved["model"])
     return saved["training"]
+
+
+class OnnxPeer:
+    """The peer exported by :func:`export_peer`, run by ONNX Runtime; called as the model is (a list of
+    one ``[3, H, W]`` image, a list of one dict of ``boxes``, ``labels``, ``scores``)."""
+
+    def __init__(self, path: Path) -> None:
+        from detaccel.models.backbones import onnx_session
+
+        self.session = onnx_session(str(path))
+
+    def eval(self) -> OnnxPeer:
+        return self
+
+    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        (image,) = images
+        boxes, labels, scores = self.session.run(None, {"images": image.contiguous().numpy()})
+        return [{"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels),
+                 "scores": torch.from_numpy(scores)}]  # fmt: skip
+
+
+def export_peer(model: torch.nn.Module, path: Path, example: np.ndarray) -> float:
+    """Write the trained peer to ONNX at ``path`` as torchvision documents it (``torch.onnx.export``
+    with the TorchScript exporter, opset 17, a list of one image of any size in, its detections out);
+    returns the largest difference of the graph's boxes from the model's on ``example`` (RGB ``uint8``)."""
+    import warnings
+
+    model.eval()
+    image = _image_tensor(example)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = model([image])[0]["boxes"]  # also makes the backbone's inference copy before tracing
+        torch.onnx.export(
+            model,
+            ([image],),
+            str(path),
+            opset_version=17,
+            input_names=["images"],
+            output_names=["boxes", "labels", "scores"],
+            dynamic_axes={"images": {1: "height", 2: "width"}, "boxes": {0: "detections"},
+                          "labels": {0: "detections"}, "scores": {0: "detections"}},
+            dynamo=False,
+        )  # fmt: skip
+    got = OnnxPeer(path)([image])[0]["boxes"]
+    if got.shape != expected.shape:
+        return float("inf")
+    return float((got - expected).abs().max()) if len(got) else 0.0

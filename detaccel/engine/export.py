@@ -6,6 +6,9 @@
   every other backbone stage the proposal slot reads (batch norm folded, as at inference);
 - ``objectness.onnx`` (a detector trained with R²-CNN's learned head): that stage's map to the
   objectness logits (and box sides);
+- ``roi_features.onnx``: the map ``out`` and RoIs ``[K, 5]`` (``(batch index, x1, y1, x2, y2)`` in
+  inclusive pixels of the resized image) to their pooled features ``[K, D]``, in ONNX's own
+  ``MaxRoiPool`` (Fast R-CNN, SPPnet's levels) or ``RoiAlign``;
 - ``head.onnx``: pooled RoI features ``[K, D]`` (any ``K``) to fc7 features, class logits, box
   deltas and detection scores (fc6/fc7 as trained or compressed, then the predictor);
 - ``manifest.json``: classes, normalisation, test scales, RoI features and their parameters, the
@@ -13,8 +16,8 @@
   resolved configuration, and each graph's SHA-256 (:mod:`detaccel.engine.exported` runs detection
   from the directory alone and refuses a graph that is not the one written with its manifest).
 
-RoI pooling, R²-CNN's grouping and ranking and the per-class NMS run between the graphs in the
-project's operators. Each graph is checked against the eager model on an example when written.
+R²-CNN's grouping and ranking and the per-class NMS run between the graphs in the project's
+operators. Each graph is checked against the eager model on an example when written.
 """
 
 from __future__ import annotations
@@ -56,6 +59,25 @@ class _HeadGraph(nn.Module):
         return features, logits, deltas, self.predictor.detection_scores(features, logits)
 
 
+class _RoIFeaturesGraph(nn.Module):
+    """The RoI feature extractor's pooling, traced in the operators the ONNX exporter knows."""
+
+    def __init__(self, roi_features: nn.Module) -> None:
+        super().__init__()
+        self.roi_features = roi_features
+
+    def forward(self, feature_map: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return self.roi_features._pool(feature_map, rois, exporting=True)
+
+
+def _example_rois(count: int, height: int, width: int) -> torch.Tensor:
+    """``count`` RoIs ``[K, 5]`` of image 0 inside a ``height`` x ``width`` image, all sizes."""
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(count, 2, 2, generator=generator) * torch.tensor([width - 1.0, height - 1.0])
+    low, high = corners.min(dim=1).values, corners.max(dim=1).values
+    return torch.cat((torch.zeros(count, 1), low, high), dim=1)
+
+
 class _ObjectnessGraph(nn.Module):
     """The objectness head's branches (its layers, without its saved stage name)."""
 
@@ -73,7 +95,7 @@ class _ObjectnessGraph(nn.Module):
 
 def _export(
     module: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     path: Path,
     inputs: list[str],
     outputs: list[str],
@@ -196,6 +218,20 @@ def export_detector(
             differences["objectness.onnx"] = _check(
                 out_dir / "objectness.onnx", {"map": feature_map.numpy()}, [logits]
             )
+        rois = _example_rois(9, images.shape[2], images.shape[3])
+        _export(
+            _RoIFeaturesGraph(model.roi_features),
+            (maps["out"], rois),
+            out_dir / "roi_features.onnx",
+            ["map", "rois"],
+            ["pooled"],
+            {"map": {0: "batch", 2: "height", 3: "width"}, "rois": {0: "rois"}, "pooled": {0: "rois"}},
+        )
+        differences["roi_features.onnx"] = _check(
+            out_dir / "roi_features.onnx",
+            {"map": maps["out"].numpy(), "rois": rois.numpy()},
+            [model.roi_features.pool(maps["out"], rois, model.backbone)],
+        )
         pooled = torch.randn(7, model.roi_features.output_dim)
         graph = _HeadGraph(model)
         expected = list(graph(pooled))

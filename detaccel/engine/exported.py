@@ -2,11 +2,11 @@
 
 :func:`load_exported` builds the detector the manifest's configuration describes and puts each
 exported graph in the member it replaces (:meth:`Backbone.use_graph`,
-:meth:`ObjectnessHead.use_graph`, :meth:`RoIHeads.use_graph`): the same pipeline runs as for a
-checkpoint (preprocessing, proposals, RoI pooling, post-processing in the project's operators),
-with every weight read from the graphs in ONNX Runtime. A directory that is not an export, a
-manifest that is not valid, or a graph that is not the one written with the manifest (its
-SHA-256 differs) is refused naming the file.
+:meth:`ObjectnessHead.use_graph`, the RoI features' and :meth:`RoIHeads.use_graph`): the same
+pipeline runs as for a checkpoint (preprocessing, R²-CNN's grouping and post-processing in the
+project's operators), every dense part and the RoI pooling in ONNX Runtime. A directory that
+is not an export, a manifest that is not valid, or a graph that is not the one written with the
+manifest (its SHA-256 differs) is refused naming the file.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def load_exported(directory: str | Path, config: Any = None, overrides: Sequence
         raise ExportError(f"{directory / MANIFEST}: objectness_stage does not fit its configuration")
     if model.objectness is not None:
         model.objectness.use_graph(_graph(directory, manifest, "objectness.onnx", ["map"]))
+    model.roi_features.use_graph(_graph(directory, manifest, "roi_features.onnx", ["map", "rois"]))
     head = _graph(directory, manifest, "head.onnx", ["pooled"])
     missing = [name for name in HEAD_OUTPUTS if name not in {item.name for item in head.get_outputs()}]
     if missing:

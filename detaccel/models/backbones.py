@@ -346,21 +346,22 @@ class _StageGraph(nn.Module):
 
 def write_onnx(
     module: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     path: Any,
     inputs: Sequence[str],
     outputs: Sequence[str],
     axes: Mapping[str, Mapping[int, str]],
 ) -> None:
-    """Trace ``module`` (eval mode, no gradient) on ``example`` into an ONNX graph at ``path`` (a file
-    or a binary stream), opset :data:`ONNX_OPSET`, with the dynamic ``axes`` of each named input/output."""
+    """Trace ``module`` (eval mode, no gradient) on ``example`` (one input or a tuple) into an ONNX
+    graph at ``path`` (a file or a binary stream), opset :data:`ONNX_OPSET`, with the dynamic
+    ``axes`` of each named input/output."""
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module.eval(),
-            (example,),
+            example if isinstance(example, tuple) else (example,),
             path,
             opset_version=ONNX_OPSET,
             input_names=list(inputs),

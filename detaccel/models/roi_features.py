@@ -11,8 +11,11 @@ their ``backbone`` and ``roi_features`` profiling stages.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from detaccel.config.schema import RoIFeaturesConfig
@@ -69,6 +72,7 @@ class SharedMapFeatures(nn.Module):
     """
 
     per_region = False
+    _graph: Any = None  # the exported pooling graph (use_graph)
 
     def image_features(self, images: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
         with stage("backbone"):
@@ -76,6 +80,24 @@ class SharedMapFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
         return self.pool(self.image_features(images, backbone), rois, backbone)
+
+    def use_graph(self, session: Any) -> None:
+        """Pool in ``session``, this extractor's exported ONNX graph (inputs ``map`` and ``rois``,
+        output ``pooled``; the standard ONNX pooling operators)."""
+        self._graph = session
+
+    def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+        """``[K, output_dim]`` features of RoIs ``[K, 5]`` (inclusive pixels of the images) on the map."""
+        with stage("roi_features"):
+            if self._graph is None:
+                return self._pool(features, rois, torch.onnx.is_in_onnx_export())
+            feeds = {"map": features.float().contiguous().numpy(), "rois": rois.float().contiguous().numpy()}
+            return torch.from_numpy(self._graph.run(None, feeds)[0])
+
+    def _pool(self, features: torch.Tensor, rois: torch.Tensor, exporting: bool) -> torch.Tensor:
+        """The pooling itself; ``exporting``: in the operators the ONNX exporter knows (torchvision's,
+        which the project's operators equal)."""
+        raise NotImplementedError
 
 
 class RoIPoolFeatures(SharedMapFeatures):
@@ -86,9 +108,9 @@ class RoIPoolFeatures(SharedMapFeatures):
         self.output_size, self.spatial_scale = output_size, 1.0 / stride
         self.output_dim = channels * output_size * output_size
 
-    def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
-        with stage("roi_features"):
-            return roi_pool(features, rois, self.output_size, self.spatial_scale).flatten(1)
+    def _pool(self, features: torch.Tensor, rois: torch.Tensor, exporting: bool) -> torch.Tensor:
+        pool = torchvision.ops.roi_pool if exporting else roi_pool
+        return pool(features, rois, self.output_size, self.spatial_scale).flatten(1)
 
 
 class RoIAlignFeatures(RoIPoolFeatures):
@@ -104,16 +126,13 @@ class RoIAlignFeatures(RoIPoolFeatures):
         super().__init__(channels, stride, output_size)
         self.sampling_ratio = sampling_ratio
 
-    def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
-        from torchvision.ops import roi_align
-
-        with stage("roi_features"):
-            continuous = rois.to(features.dtype).clone()
-            continuous[:, 3:] += 1.0
-            pooled = roi_align(
-                features, continuous, self.output_size, self.spatial_scale, self.sampling_ratio, aligned=True
-            )
-            return pooled.flatten(1)
+    def _pool(self, features: torch.Tensor, rois: torch.Tensor, exporting: bool) -> torch.Tensor:
+        rois = rois.to(features.dtype)
+        continuous = torch.cat((rois[:, :3], rois[:, 3:] + 1.0), dim=1)
+        pooled = torchvision.ops.roi_align(
+            features, continuous, self.output_size, self.spatial_scale, self.sampling_ratio, aligned=True
+        )
+        return pooled.flatten(1)
 
 
 class SPPFeatures(SharedMapFeatures):
@@ -124,9 +143,13 @@ class SPPFeatures(SharedMapFeatures):
         self.levels, self.spatial_scale = tuple(levels), 1.0 / stride
         self.output_dim = spp_output_dim(channels, self.levels)
 
-    def pool(self, features: torch.Tensor, rois: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
-        with stage("roi_features"):
+    def _pool(self, features: torch.Tensor, rois: torch.Tensor, exporting: bool) -> torch.Tensor:
+        if not exporting:
             return spp_pool(features, rois, self.levels, self.spatial_scale)
+        levels = [
+            torchvision.ops.roi_pool(features, rois, n, self.spatial_scale).flatten(1) for n in self.levels
+        ]
+        return torch.cat(levels, dim=1)
 
 
 class WarpFeatures(nn.Module):
