@@ -8,6 +8,14 @@ from typing import Any
 from detaccel.config import Config, config_from_dict
 from detaccel.data import write_synthetic
 
+# R²-CNN with a learned objectness head (and box sides) on a small backbone's stride-8 map.
+LEARNED_R2CNN = {
+    "name": "r2cnn",
+    "params": {"reduction": "objectness", "objectness_channels": 8, "objectness_boxes": True,
+               "layer": "stride8", "ranking": "contrast", "num_levels": 6},
+    "max_test": 100,
+}  # fmt: skip
+
 
 def tiny_dataset(root: Path, num_images: int = 10) -> Path:
     if not (root / "synthetic.json").is_file():

@@ -12,16 +12,9 @@ from detaccel.cli import main
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.loading import load_detector
 from detaccel.engine.trainer import FINAL_MODEL
-from tests.detector_configs import tiny_config, tiny_dataset
+from tests.detector_configs import LEARNED_R2CNN, tiny_config, tiny_dataset
 
 ort = pytest.importorskip("onnxruntime")
-
-LEARNED = {
-    "name": "r2cnn",
-    "params": {"reduction": "objectness", "objectness_channels": 8, "objectness_boxes": True,
-               "layer": "stride8", "ranking": "contrast", "num_levels": 6},
-    "max_test": 100,
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +26,7 @@ def exported(tmp_path_factory):
         data,
         "fast_rcnn",
         backbone={"name": "small", "width": 8, "stride": 16},
-        proposals=LEARNED,
+        proposals=LEARNED_R2CNN,
         head={"fc_dims": [32, 16], "dropout": 0.5, "svd_ranks": {"fc6": 4}},
         train={"max_iter": 10},
         # Every (box, class) kept: a barely trained head ties its scores, and NMS among near-ties would
@@ -206,30 +199,66 @@ def test_export_refuses_rcnn_and_a_missing_checkpoint(tmp_path, capsys):
     assert "R-CNN runs the backbone on every warped region" in capsys.readouterr().err
 
 
-def test_int8_backbone_holds_the_float_exports_map(tmp_path, capsys):
-    """``--int8-backbone``: the backbone graph in int8 (calibrated on training images) keeps the float
-    export's mAP within 0.01 on a tiny detector trained until it finds objects."""
-    data = tiny_dataset(tmp_path / "data", num_images=40)
+@pytest.fixture(scope="module")
+def detecting(tmp_path_factory):
+    """A tiny Fast R-CNN trained until it finds objects (40 synthetic images): its checkpoint."""
+    root = tmp_path_factory.mktemp("detecting")
+    data = tiny_dataset(root / "data", num_images=40)
     config = tiny_config(
         data,
         "fast_rcnn",
         backbone={"name": "small", "width": 16, "stride": 8},
         train={"max_iter": 1500, "base_lr": 0.02, "steps": [1100], "checkpoint_period": 10000},
     )
-    Trainer(config, tmp_path / "out", DistInfo(), progress=False).train()
-    checkpoint = str(tmp_path / "out" / FINAL_MODEL)
+    Trainer(config, root / "out", DistInfo(), progress=False).train()
+    return root / "out" / FINAL_MODEL
+
+
+def _voc07(tmp_path, model_path, name):
+    evaluated = tmp_path / f"eval_{name}"
+    assert main(["eval", "--checkpoint", str(model_path), "--out", str(evaluated), "--no-progress"]) == 0
+    return json.loads((evaluated / "eval.json").read_text())["metrics"]["voc07"]["mAP"]
+
+
+def test_int8_backbone_holds_the_float_exports_map(detecting, tmp_path, capsys):
+    """``--int8-backbone``: the backbone graph in int8 (calibrated on training images) keeps the float
+    export's mAP within 0.01 on a tiny detector trained until it finds objects."""
     maps = {}
     for name, extra in (("float32", []), ("int8", ["--int8-backbone", "8"])):
-        assert main(["export", checkpoint, "-o", str(tmp_path / name), *extra]) == 0
+        assert main(["export", str(detecting), "-o", str(tmp_path / name), *extra]) == 0
         manifest = json.loads((tmp_path / name / "manifest.json").read_text())
         assert manifest["backbone_precision"]["precision"] == name
-        evaluated = tmp_path / f"eval_{name}"
-        assert (
-            main(["eval", "--checkpoint", str(tmp_path / name), "--out", str(evaluated), "--no-progress"])
-            == 0
-        )
-        maps[name] = json.loads((evaluated / "eval.json").read_text())["metrics"]["voc07"]["mAP"]
+        maps[name] = _voc07(tmp_path, tmp_path / name, name)
     assert "int8, calibrated on 8 training images" in capsys.readouterr().out
     assert manifest["backbone_precision"]["worst_cosine"] >= 0.9
     assert maps["float32"] > 0.02  # it detects something, so the comparison means something
     assert abs(maps["int8"] - maps["float32"]) <= 0.01, maps
+
+
+def test_search_exports_the_fastest_form_within_the_budget(detecting, tmp_path, capsys):
+    """``--search``: every precision x scale x cap scored on the validation split; the export is the
+    fastest within the budget of the float export as configured, with its settings in the manifest."""
+    out = tmp_path / "deployed"
+    args = ["export", str(detecting), "-o", str(out), "--search", "2", "--val-split", "val",
+            "--int8-backbone", "8", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert "chosen:" in capsys.readouterr().out
+    result = json.loads((out / "search.json").read_text())
+    candidates = result["candidates"]
+    assert {c["precision"] for c in candidates} == {"float32", "int8"}
+    assert {c["test_scale"] for c in candidates} == {72, 64} and {c["max_test"] for c in candidates} >= {100}
+    reference, chosen = result["reference"], result["chosen"]
+    assert (reference["precision"], reference["test_scale"]) == ("float32", 72)
+    assert chosen["voc07_mAP"] >= reference["voc07_mAP"] - 0.02
+    within = [c for c in candidates if c["voc07_mAP"] >= reference["voc07_mAP"] - 0.02]
+    assert chosen["seconds_per_image"] == min(c["seconds_per_image"] for c in within)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["backbone_precision"]["precision"] == chosen["precision"]
+    assert manifest["config"]["data"]["test_scale"] == chosen["test_scale"]
+    assert manifest["config"]["proposals"]["max_test"] == chosen["max_test"]
+    assert not (out / "search").exists()
+    assert (
+        main(["export", str(detecting), "-o", str(tmp_path / "x"), "--search", "1", "--val-split", "test"])
+        == 2
+    )
+    assert "is the test split" in capsys.readouterr().err

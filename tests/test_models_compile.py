@@ -10,14 +10,7 @@ import torch
 from detaccel.engine import DistInfo, Trainer
 from detaccel.engine.loading import load_detector
 from detaccel.engine.trainer import FINAL_MODEL
-from tests.detector_configs import tiny_config, tiny_dataset
-
-LEARNED = {
-    "name": "r2cnn",
-    "params": {"reduction": "objectness", "objectness_channels": 8, "objectness_boxes": True,
-               "layer": "stride8", "ranking": "contrast", "num_levels": 6},
-    "max_test": 100,
-}  # fmt: skip
+from tests.detector_configs import LEARNED_R2CNN, tiny_config, tiny_dataset
 
 
 @pytest.mark.parametrize("test_scales", [None, [56, 72]], ids=["one_scale", "two_scales"])
@@ -28,7 +21,7 @@ def test_compiled_predict_gives_the_eager_detections(tmp_path, test_scales):
         data,
         "fast_rcnn",
         backbone={"name": "small", "width": 8, "stride": 16},
-        proposals=LEARNED,
+        proposals=LEARNED_R2CNN,
         train={"max_iter": 3},
         data={"test_scales": test_scales} if test_scales else {},
     )

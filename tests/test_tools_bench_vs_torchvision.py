@@ -74,7 +74,8 @@ def test_both_sides_train_and_are_scored_in_the_same_run(tmp_path, monkeypatch):
     config.write_text(yaml.safe_dump(tiny_config_dict(data)))
     out = tmp_path / "out"
     argv = ["bench_vs_torchvision.py", "--config", str(config), "--seconds", "2", "--threads", "1",
-            "--warmup", "0", "--test-scales", "64", "--deploy", "4", "--deploy-set", "proposals.max_test=20",
+            "--warmup", "0", "--test-scales", "64", "--deploy", "4", "--deploy-search", "1",
+            "--deploy-val-split", "val", "--deploy-val-images", "4", "--deploy-set", "proposals.max_test=20",
             "--peer-onnx", "--out", str(out)]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     threads = torch.get_num_threads()
@@ -92,6 +93,7 @@ def test_both_sides_train_and_are_scored_in_the_same_run(tmp_path, monkeypatch):
     )
     deployed = results["detaccel_deployed"]
     assert (out / "deployed" / "manifest.json").is_file() and deployed["int8_calibration_images"] == 4
+    assert deployed["search"]["split"] == "val" and len(deployed["search"]["candidates"]) >= 4
     assert deployed["sliding_window"]["time_ratio_vs_torchvision"] > 0
     assert 0 < deployed["sliding_window"]["proposals_per_image"] <= 20
     in_onnx = results["torchvision_onnxruntime"]

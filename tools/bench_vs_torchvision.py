@@ -148,23 +148,45 @@ def score_all_detaccel(
 
 
 def deployed_form(
-    model: torch.nn.Module, config: Any, train_set: Any, images: int, settings: list[str], out: Path
-) -> tuple[torch.nn.Module, Any, list[str]]:
-    """``(model, config, generators)`` of the trained model exported to ``out/deployed`` with an int8
-    backbone calibrated on ``images`` training images, loaded back from the export with ``settings``."""
+    model: torch.nn.Module,
+    config: Any,
+    class_names: tuple[str, ...],
+    train_set: Any,
+    args: argparse.Namespace,
+) -> tuple[torch.nn.Module, Any, list[str], dict[str, Any]]:
+    """``(model, config, generators, figures)`` of the trained model exported to ``OUT/deployed`` with an
+    int8 backbone calibrated on ``--deploy`` training images (with ``--deploy-search``, the fastest form
+    within that budget on ``--deploy-val-images`` of ``--deploy-val-split``), loaded back from the export
+    with the ``--deploy-set`` settings."""
+    from detaccel.compression.auto import validation_records
+    from detaccel.engine.deploy_search import search_deployment
     from detaccel.engine.export import export_detector
     from detaccel.engine.exported import load_exported
 
+    out = Path(args.out) / "deployed"
     records = list(train_set.records)
-    step = max(1, len(records) // images)
-    calibration = [read_image(record.file_path) for record in records[::step][:images]]
+    step = max(1, len(records) // args.deploy)
+    calibration = [read_image(record.file_path) for record in records[::step][: args.deploy]]
     exported = copy.deepcopy(config)
     exported.backbone.runtime = "torch"
-    precision = export_detector(model, exported, out / "deployed", calibration)["backbone_precision"]
-    cosine = precision["cosine"]
-    print(f"deployed form: int8 backbone, cosine to the float maps {cosine:.4f}", file=sys.stderr)
-    deployed_config, deployed, _ = load_exported(out / "deployed", overrides=settings)
-    return deployed, deployed_config, [deployed_config.proposals.name]
+    figures: dict[str, Any] = {"export": str(out), "int8_calibration_images": args.deploy}
+    if args.deploy_search is None:
+        precision = export_detector(model, exported, out, calibration)["backbone_precision"]
+        print(
+            f"deployed form: int8 backbone, cosine to the float maps {precision['cosine']:.4f}",
+            file=sys.stderr,
+        )
+    else:
+        split = load_split(config, args.deploy_val_split)
+        validation = validation_records(list(split.records), args.deploy_val_images, config.train.seed)
+        search = search_deployment(
+            model, exported, class_names, validation, calibration, args.deploy_search, out
+        )
+        figures["search"] = {"split": args.deploy_val_split, **search}
+        print(f"deployed form: chosen {search['chosen']}", file=sys.stderr)
+    deployed_config, deployed, _ = load_exported(out, overrides=args.deploy_set)
+    figures["test_settings"] = args.deploy_set
+    return deployed, deployed_config, [deployed_config.proposals.name], figures
 
 
 def score_all_peer(
@@ -246,6 +268,19 @@ def main() -> int:
     )
     parser.add_argument("--skip-peer", action="store_true", help="train and score detaccel only")
     parser.add_argument(
+        "--deploy-search",
+        type=float,
+        metavar="POINTS",
+        help="choose the deployed form (backbone precision, test scale, proposal cap) as `detaccel export "
+        "--search POINTS` does, on --deploy-val-split (never the test split)",
+    )
+    parser.add_argument(
+        "--deploy-val-split", default="val", help="the split the search runs on (default: val)"
+    )
+    parser.add_argument(
+        "--deploy-val-images", type=int, default=30, help="images of it the search runs on (default: 30)"
+    )
+    parser.add_argument(
         "--peer-onnx",
         action="store_true",
         help="also score the peer exported to ONNX by torchvision's own recipe and run in ONNX Runtime",
@@ -285,6 +320,8 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     reuse_freed_memory()  # as the detaccel command does (detaccel.allocator)
+    if args.deploy_search is not None and args.deploy is None:
+        parser.error("--deploy-search: give --deploy IMAGES (the int8 calibration images) too")
     if args.timing_rounds < 1:
         parser.error("--timing-rounds: expected at least 1")
     torch.set_num_threads(args.threads)
@@ -293,6 +330,10 @@ def main() -> int:
     config = load_config(args.config, [*args.overrides, f"train.max_seconds={args.seconds}"])
     config.train.eval_after_training = False
     train_set = load_split(config, config.data.train_split)
+    if args.deploy_search is not None and args.deploy_val_split == config.data.test_split:
+        parser.error(
+            f"--deploy-val-split {args.deploy_val_split!r} is the test split: the search must not see it"
+        )
     test_set = load_split(config, config.data.test_split)
     test_records = list(test_set.records)
     class_names = tuple(train_set.class_names)
@@ -319,13 +360,8 @@ def main() -> int:
     test_scales = [int(s) for s in args.test_scales.split(",") if s.strip()]
     sides = {"detaccel": (model, config, generators)}
     if args.deploy is not None:
-        deployed = deployed_form(model, config, train_set, args.deploy, args.deploy_set, out)
-        sides["detaccel_deployed"] = deployed
-        results["detaccel_deployed"] = {
-            "export": str(out / "deployed"),
-            "int8_calibration_images": args.deploy,
-            "test_settings": args.deploy_set,
-        }
+        *deployed, results["detaccel_deployed"] = deployed_form(model, config, class_names, train_set, args)
+        sides["detaccel_deployed"] = tuple(deployed)
     peer = None
     if not args.skip_peer:
         peer = build_peer(config, len(class_names))

@@ -185,7 +185,19 @@ def vs_torchvision_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tup
             "the ratios are against the peer as its users run it (eager)."
         )
     deployed = data.get("detaccel_deployed")
-    if deployed:
+    if deployed and "search" in deployed:
+        search, chosen = deployed["search"], deployed["search"]["chosen"]
+        reference = search["reference"]
+        lines.append(
+            f"Deployed: the same model exported (`detaccel export --search {search['max_map_drop']:g}`), "
+            f"run from the export directory in ONNX Runtime; the search chose the {chosen['precision']} "
+            f"backbone (int8 calibrated on {deployed['int8_calibration_images']} training images), test "
+            f"scale {chosen['test_scale']} and at most {chosen['max_test']} proposals: "
+            f"{chosen['voc07_mAP']:.3f} mAP at {_ms(chosen['seconds_per_image'])} ms against the float "
+            f"export as configured {reference['voc07_mAP']:.3f} at {_ms(reference['seconds_per_image'])} ms "
+            f"on {search['validation_images']} images of {search['split']!r}."
+        )
+    elif deployed:
         settings = ", ".join(deployed.get("test_settings") or []) or "the trained ones"
         lines.append(
             f"Deployed: the same model exported (`detaccel export`), its backbone in int8 calibrated on "

@@ -17,12 +17,16 @@ def run(args: argparse.Namespace) -> int:
     with as_command_errors():
         config, model, _ = load_detector(args.checkpoint, overrides=args.overrides)
     calibration = None
+    if args.search is not None and args.int8_backbone is None:
+        args.int8_backbone = SEARCH_CALIBRATION_IMAGES
     if args.int8_backbone is not None:
         if args.int8_backbone < 1:
             raise CommandError("--int8-backbone: expected a number of calibration images, at least 1")
         with as_command_errors():
             calibration = calibration_images(config, args.int8_backbone)
     try:
+        if args.search is not None:
+            return _search(args, model, config, calibration)
         manifest = export_detector(model, config, args.out, calibration)
     except ExportError as error:
         raise CommandError(str(error)) from None
@@ -36,6 +40,46 @@ def run(args: argparse.Namespace) -> int:
             f"(worst {precision['worst_cosine']:.4f})"
         )
     print(f"{Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+SEARCH_CALIBRATION_IMAGES = 32
+
+
+def _search(args: argparse.Namespace, model, config, calibration: list) -> int:
+    """``--search``: the fastest deployed form within the budget on the validation split, exported."""
+    from detaccel.cli import CommandError
+    from detaccel.commands._model_args import as_command_errors
+    from detaccel.compression.auto import validation_records
+    from detaccel.engine import init_distributed
+    from detaccel.engine.data import load_split
+    from detaccel.engine.deploy_search import search_deployment
+
+    if args.search < 0:
+        raise CommandError("--search: expected the VOC07 points the mAP may lose, at least 0")
+    if args.val_split == config.data.test_split:
+        raise CommandError(
+            f"--val-split {args.val_split!r} is the test split: the search must not see it "
+            "(give a validation split, e.g. one made by `detaccel data split`)"
+        )
+    with as_command_errors():
+        dataset = load_split(config, args.val_split, init_distributed("cpu"))
+    records = validation_records(list(dataset.records), args.val_images, args.seed)
+    result = search_deployment(
+        model, config, dataset.class_names, records, calibration, args.search, args.out, not args.no_progress
+    )
+    for row in result["candidates"]:
+        print(
+            f"  {row['precision']:>7}  scale {row['test_scale']:>4}  <= {row['max_test']:>4} boxes: "
+            f"mAP {row['voc07_mAP']:.4f}, {1e3 * row['seconds_per_image']:.1f} ms/image"
+        )
+    chosen, reference = result["chosen"], result["reference"]
+    print(
+        f"chosen: {chosen['precision']} backbone, test scale {chosen['test_scale']}, at most "
+        f"{chosen['max_test']} proposals: mAP {chosen['voc07_mAP']:.4f} (float export as configured "
+        f"{reference['voc07_mAP']:.4f}), {reference['seconds_per_image'] / chosen['seconds_per_image']:.2f}x "
+        f"faster on {result['validation_images']} images of {args.val_split!r} -> {args.out}"
+    )
     return 0
 
 
@@ -69,5 +113,20 @@ def register(subparsers) -> None:
         help="quantise the backbone graph to int8 (static, per channel), calibrated on this many images "
         "of the training split; default: float32",
     )
+    search = parser.add_argument_group("choosing the deployed form (--search)")
+    search.add_argument(
+        "--search",
+        type=float,
+        metavar="POINTS",
+        help="export the fastest of: float32 or int8 backbone (calibrated on --int8-backbone images, default "
+        f"{SEARCH_CALIBRATION_IMAGES}) x the test scale or 0.8 of it x the proposal cap or 300, 100, whose "
+        "validation VOC07 mAP stays within POINTS of the float export as configured (search.json: all)",
+    )
+    search.add_argument("--val-split", default="val", help="the split searched on (default: val)")
+    search.add_argument(
+        "--val-images", type=int, default=30, help="validation images (seeded sample; default: 30)"
+    )
+    search.add_argument("--seed", type=int, default=0, help="seed of the image sample")
+    search.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_override_argument(parser)
     parser.set_defaults(func=run)
