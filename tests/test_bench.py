@@ -31,6 +31,11 @@ def matrix(tmp_path_factory):
                 "compress": {"max_map_drop": 100.0, "evaluations": 2},
                 "generators": ["sliding_window"],
             },
+            "fast_rcnn_deployed": {
+                "from": "fast_rcnn_auto",
+                "export": {"search": 100.0, "int8_images": 2, "val_images": 3},
+                "generators": ["sliding_window"],
+            },
             "rcnn": {"config": str(folder / "rcnn.yaml"), "overrides": ["train.max_iter=2"]},
         },
         "peer": {"like": "fast_rcnn"},
@@ -51,7 +56,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     pairs = {(r["detector"], r["generator"]) for r in results}
     assert pairs == {
         (d, g) for d in ("fast_rcnn", "fast_rcnn_svd", "rcnn") for g in ("sliding_window", "r2cnn")
-    } | {("fast_rcnn_top3", "sliding_window"), ("fast_rcnn_auto", "sliding_window")}  # limited to one
+    } | {(d, "sliding_window") for d in ("fast_rcnn_top3", "fast_rcnn_auto", "fast_rcnn_deployed")}  # limited
     for r in results:
         assert r["images"] == 3
         assert set(DETECTION_STAGES) <= set(r["stages"]), r["stages"].keys()
@@ -68,6 +73,13 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     assert auto["compressed"] is True and auto["variant"].startswith("compress --auto, latency")
     assert (out / "models" / "fast_rcnn_auto" / "model_compressed.pth").is_file()
     assert (out / "models" / "fast_rcnn_auto" / "search.jsonl").is_file()
+    deployed = next(r for r in results if r["detector"] == "fast_rcnn_deployed")
+    assert (
+        deployed["base"] == "fast_rcnn"
+        and "deployed form chosen by export --search 100" in deployed["variant"]
+    )
+    search = json.loads((out / "models" / "fast_rcnn_deployed" / "export" / "search.json").read_text())
+    assert search["validation_images"] == 3 and search["chosen"] in search["candidates"]
     saved = json.loads((out / "results.json").read_text())
     peer = saved["peer"]
     assert peer["detector"] == "torchvision Faster R-CNN" and peer["like"] == "fast_rcnn"
@@ -105,8 +117,8 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     # A second run reuses the trained models and finished pairs.
     assert main(["bench", "--matrix", str(matrix), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "training" not in printed and printed.count("reusing") == 9  # 8 pairs and the peer
-    assert "compressing" not in printed  # the searched head is reused too
+    assert "training" not in printed and printed.count("reusing") == 10  # 9 pairs and the peer
+    assert "compressing" not in printed and "choosing" not in printed  # searched head and export reused
 
     # Profile one of the trained detectors, with a Chrome trace.
     profile_out = tmp_path / "profile"
@@ -223,6 +235,11 @@ def test_interleaved_runs_take_turns_and_warm_up_on_the_first_images():
             },
             [],
             "detectors.a.compress: with 'from'",
+        ),
+        (
+            {"detectors": {"a": {"config": "x.yaml", "export": {"search": 1}}}, "generators": {"r2cnn": {}}},
+            [],
+            "detectors.a.export: with 'from'",
         ),
         (
             {"detectors": {"a": {"config": "x.yaml", "runtime": "tvm"}}, "generators": {"r2cnn": {}}},

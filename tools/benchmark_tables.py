@@ -176,7 +176,9 @@ def vs_torchvision_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tup
         f"of training per side on {data['threads']} thread(s); detaccel's backbone in {runtime}.",
     ]
     if "export_error" in onnx_peer:
-        lines.append(f"The peer did not export to ONNX: {onnx_peer['export_error']}")
+        lines.append(
+            f"The peer by torchvision's own ONNX recipe (`torch.onnx.export`): {onnx_peer['export_error']}."
+        )
     elif onnx_peer:
         lines.append(
             "The peer in ONNX Runtime: exported by torchvision's own recipe (`torch.onnx.export`, the whole "
@@ -240,11 +242,21 @@ def ops_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str
     return lines, {}
 
 
+def int8_forms_table(data: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """``tools/bench_backbone_int8.py``: the backbone graph in float32 and each int8 form, taking turns."""
+    rows = [[r["form"], f"{r['ms']:.1f}", f"{r['speedup_vs_float32']:.2f}x", f"{r['cosine']:.4f}"]
+            for r in data["forms"]]  # fmt: skip
+    lines = [*_table(["graph", "ms/img", "vs float32", "cosine to float32 map"], rows), ""]
+    lines.append(f"{data['images']} test images, {data['threads']} thread(s), median time per image.")
+    return lines, {}
+
+
 KINDS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[list[str], dict[str, str]]]] = {
     "bench": bench_table,
     "vs_torchvision": vs_torchvision_table,
     "profile": profile_table,
     "ops": ops_table,
+    "int8_forms": int8_forms_table,
 }
 
 

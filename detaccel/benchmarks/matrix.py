@@ -4,7 +4,9 @@ A matrix file (YAML) names detectors (a detector config, optional overrides,
 ``checkpoint: <model file>`` to use a trained model instead of training one,
 or ``from: <detector>`` for a copy with test-time ``overrides``, ``svd: {layer: rank}``, ``compress:
 {max_map_drop: 1.0, ...}`` (the head compressed by ``compress --auto`` on the
-validation split) or ``runtime: onnxruntime``; ``generators: [...]`` limits a
+validation split), ``runtime: onnxruntime`` or ``export: {search: 1.0, int8_images: 32, ...}`` (the
+model exported and run from its export directory; with ``search``, its deployed form chosen by
+``detaccel export --search`` on the validation split); ``generators: [...]`` limits a
 detector to some of the matrix's generators), proposal generators with their
 parameters (a detector's own generator takes its configuration's parameters, the
 matrix's on top) and optionally ``peer: {like: <detector>}``: torchvision's
@@ -31,7 +33,18 @@ from detaccel.models.backbones import RUNTIMES
 from detaccel.profiling import plot_stacked_bars, summary_csv, summary_markdown
 
 MATRIX_KEYS = {"images", "warmup", "detectors", "generators", "peer"}
-DETECTOR_KEYS = {"config", "overrides", "from", "svd", "compress", "runtime", "generators", "checkpoint"}
+DETECTOR_KEYS = {
+    "config",
+    "overrides",
+    "from",
+    "svd",
+    "compress",
+    "runtime",
+    "export",
+    "generators",
+    "checkpoint",
+}
+EXPORT_KEYS = {"search", "int8_images", "val_split", "val_images", "seed"}
 COMPRESS_KEYS = {"max_map_drop", "evaluations", "objective", "val_split", "val_images", "seed"}
 TRAINING_FILE = "training.json"  # iterations and seconds of a model the matrix trained
 
@@ -50,6 +63,7 @@ class DetectorSpec:
     checkpoint: str | None = None  # a trained model to use instead of training one
     compress: dict[str, Any] | None = None  # ``compress --auto`` options for a copy of ``base``
     runtime: str | None = None  # where the backbone runs at inference (``Backbone.set_runtime``)
+    export: dict[str, Any] | None = None  # ``detaccel export`` options for a copy of ``base``
     generators: list[str] | None = None  # the matrix's generators this detector runs with (default: all)
 
     @property
@@ -113,6 +127,16 @@ def parse_matrix(data: Any, source: str = "matrix") -> MatrixSpec:
             raise MatrixError(
                 f"{source}: detectors.{name}.runtime: one of {', '.join(RUNTIMES)}, got {runtime!r}"
             )
+        export = entry.get("export")
+        if export is not None:
+            export = dict(_mapping(export, f"detectors.{name}.export"))
+            unknown = set(export) - EXPORT_KEYS
+            if unknown or "from" not in entry or svd or compress is not None or runtime is not None:
+                raise MatrixError(
+                    f"{source}: detectors.{name}.export: with 'from' and without 'svd', 'compress' or "
+                    f"'runtime', keys {', '.join(sorted(EXPORT_KEYS))}"
+                    + (f" (unknown: {sorted(unknown)[0]!r})" if unknown else "")
+                )
         subset = entry.get("generators")
         if subset is not None and (
             not isinstance(subset, list) or not all(isinstance(g, str) for g in subset)
@@ -128,6 +152,7 @@ def parse_matrix(data: Any, source: str = "matrix") -> MatrixSpec:
                 checkpoint,
                 compress,
                 runtime,
+                export,
                 subset,
             )
         )
@@ -187,6 +212,12 @@ def describe_variant(item: DetectorSpec) -> str:
         )
     if item.runtime is not None:
         parts.append(f"backbone in {item.runtime}")
+    if item.export is not None:
+        options = item.export
+        if "search" in options:
+            parts.append(f"exported, deployed form chosen by export --search {options['search']:g}")
+        else:
+            parts.append(f"exported, int8 backbone ({options.get('int8_images', 32)} calibration images)")
     return "; ".join(parts) or "a copy"
 
 
@@ -258,6 +289,8 @@ def prepare_detectors(
                 except BudgetNotMet as error:
                     print(f"{item.name}: left out: {error}")
                     continue
+            elif item.export is not None:
+                config, model = exported_copy(base, item.export, model_dir, progress)
             else:
                 config, model = copy.deepcopy(base.config), copy.deepcopy(base.model)
             if item.overrides:  # test-time settings only: the weights are the base's
@@ -282,7 +315,7 @@ def prepare_detectors(
             if item.svd:
                 compress_head(model.head, ranks=item.svd)
             base = LoadedDetector(item.name, config, model, class_names)
-        model = model.to(info.device).eval()
+        model = model.to("cpu" if model.backbone.exported else info.device).eval()  # exports: the CPU
         if item.runtime is not None:
             model.backbone.set_runtime(item.runtime)
             config.backbone.runtime = item.runtime
@@ -294,6 +327,43 @@ def training_figures(out_dir: Path, name: str) -> dict[str, Any]:
     """Iterations and training seconds of a detector the matrix trained (empty when it was given)."""
     path = out_dir / "models" / name / TRAINING_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def exported_copy(
+    base: LoadedDetector, options: Mapping[str, Any], model_dir: Path, progress: bool
+) -> tuple[Any, Any]:
+    """``(config, model)`` of ``base`` exported to ``model_dir/export`` (kept and reused) with an int8
+    backbone or, with ``search``, the deployed form ``detaccel export --search`` chooses, run from there."""
+    from detaccel.compression.auto import validation_records
+    from detaccel.engine.data import load_split
+    from detaccel.engine.deploy_search import search_deployment
+    from detaccel.engine.export import export_detector
+    from detaccel.engine.exported import is_export_directory, load_exported
+    from detaccel.engine.quantize import calibration_images
+
+    directory = model_dir / "export"
+    if not is_export_directory(directory):
+        config, model = copy.deepcopy(base.config), copy.deepcopy(base.model).cpu()
+        config.backbone.runtime = "torch"
+        calibration = calibration_images(config, int(options.get("int8_images", 32)))
+        if "search" in options:
+            split_name, budget = options.get("val_split", "val"), float(options["search"])
+            if split_name == config.data.test_split:
+                raise MatrixError(
+                    f"detectors.{model_dir.name}.export.val_split: {split_name!r} is the test split"
+                )
+            split = load_split(config, split_name)
+            records = validation_records(
+                list(split.records), options.get("val_images", 30), options.get("seed", 0)
+            )
+            print(f"choosing {base.name}'s deployed form within {budget:g} VOC07 points ({directory})")
+            search_deployment(
+                model, config, base.class_names, records, calibration, budget, directory, progress
+            )
+        else:
+            export_detector(model, config, directory, calibration)
+    config, model, _ = load_exported(directory)
+    return config, model
 
 
 def auto_compressed(

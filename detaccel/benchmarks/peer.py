@@ -203,21 +203,23 @@ class OnnxPeer:
                  "scores": torch.from_numpy(scores)}]  # fmt: skip
 
 
-def export_peer(model: torch.nn.Module, path: Path, example: np.ndarray) -> float:
+def export_peer(model: torch.nn.Module, path: Path, examples: list[np.ndarray]) -> float:
     """Write the trained peer to ONNX at ``path`` as torchvision documents it (``torch.onnx.export``
-    with the TorchScript exporter, opset 17, a list of one image of any size in, its detections out);
-    returns the largest difference of the graph's boxes from the model's on ``example`` (RGB ``uint8``)."""
+    with the TorchScript exporter, opset 17, a list of one image in, its detections out), traced on
+    the first of ``examples`` (RGB ``uint8``); returns the largest difference of the graph's boxes
+    from the model's over all of them (``inf`` where the number of detections differs), so that a
+    graph that only holds for the traced image's size shows."""
     import warnings
 
     model.eval()
-    image = _image_tensor(example)
+    images = [_image_tensor(example) for example in examples]
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expected = model([image])[0]["boxes"]  # also makes the backbone's inference copy before tracing
+        expected = [model([image])[0]["boxes"] for image in images]  # also makes the inference copy first
         torch.onnx.export(
             model,
-            ([image],),
+            ([images[0]],),
             str(path),
             opset_version=17,
             input_names=["images"],
@@ -226,7 +228,11 @@ def export_peer(model: torch.nn.Module, path: Path, example: np.ndarray) -> floa
                           "labels": {0: "detections"}, "scores": {0: "detections"}},
             dynamo=False,
         )  # fmt: skip
-    got = OnnxPeer(path)([image])[0]["boxes"]
-    if got.shape != expected.shape:
-        return float("inf")
-    return float((got - expected).abs().max()) if len(got) else 0.0
+    graph = OnnxPeer(path)
+    worst = 0.0
+    for image, boxes in zip(images, expected, strict=True):
+        got = graph([image])[0]["boxes"]
+        if got.shape != boxes.shape:
+            return float("inf")
+        worst = max(worst, float((got - boxes).abs().max()) if len(got) else 0.0)
+    return worst

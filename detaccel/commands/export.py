@@ -11,6 +11,7 @@ def run(args: argparse.Namespace) -> int:
     from detaccel.commands._model_args import as_command_errors
     from detaccel.engine.export import ExportError, export_detector
     from detaccel.engine.loading import load_detector
+    from detaccel.engine.quantize import calibration_images
 
     if not Path(args.checkpoint).is_file():
         raise CommandError(f"{args.checkpoint}: no such file")
@@ -81,17 +82,6 @@ def _search(args: argparse.Namespace, model, config, calibration: list) -> int:
         f"faster on {result['validation_images']} images of {args.val_split!r} -> {args.out}"
     )
     return 0
-
-
-def calibration_images(config, count: int) -> list:
-    """``count`` images spread evenly over the configuration's training split (RGB ``uint8``)."""
-    from detaccel.data.io import read_image
-    from detaccel.engine import init_distributed
-    from detaccel.engine.data import load_split
-
-    records = list(load_split(config, config.data.train_split, init_distributed("cpu")).records)
-    step = max(1, len(records) // count)
-    return [read_image(record.file_path) for record in records[::step][:count]]
 
 
 def register(subparsers) -> None:

@@ -4,9 +4,9 @@ ONNX Runtime's ``quantize_static`` in QDQ form: weights signed 8-bit per output 
 activations unsigned 8-bit with their ranges from calibration images (min/max). On CPUs without
 VNNI (AVX2 only) an unsigned × signed 8-bit product pair can saturate its 16-bit accumulator;
 ``reduce_range`` (7-bit weights) avoids that, and is what keeps the map close to the float one
-there. Measured on this project's EfficientNet-Lite0 backbone (see docs/benchmarks.md): signed
-8-bit activations run no faster than float in ONNX Runtime's CPU kernels, unsigned × unsigned
-eight times slower, so neither is offered.
+there. ``tools/bench_backbone_int8.py`` times every form on a trained backbone (docs/benchmarks.md):
+on this project's EfficientNet-Lite0 signed 8-bit activations ran no faster than float in ONNX
+Runtime's CPU kernels and unsigned x unsigned several times slower, so neither is offered.
 """
 
 from __future__ import annotations
@@ -24,6 +24,17 @@ from detaccel.models.detector import RegionDetector
 
 class QuantizationError(ValueError):
     """Calibration without images, or a quantised graph that ONNX Runtime cannot write."""
+
+
+def calibration_images(config: Any, count: int) -> list[np.ndarray]:
+    """``count`` images (RGB ``uint8``) spread evenly over the configuration's training split."""
+    from detaccel.data.io import read_image
+    from detaccel.engine import init_distributed
+    from detaccel.engine.data import load_split
+
+    records = list(load_split(config, config.data.train_split, init_distributed("cpu")).records)
+    step = max(1, len(records) // count)
+    return [read_image(record.file_path) for record in records[::step][:count]]
 
 
 def calibration_batches(model: RegionDetector, images: Iterable[np.ndarray]) -> list[np.ndarray]:

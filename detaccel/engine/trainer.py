@@ -253,6 +253,8 @@ class Trainer:
         started = self._started = time.perf_counter() - trained_seconds
         done, elapsed = start, trained_seconds
         for iteration in range(start, train.max_iter):
+            if train.max_seconds is not None and elapsed >= train.max_seconds:
+                break  # a resumed run whose seconds were spent: nothing more to train
             scheduler.apply(iteration, elapsed)
             if region_pool is not None:
                 batch = region_pool.batch(iteration, model.size_divisibility)
@@ -311,7 +313,8 @@ class Trainer:
         result: dict[str, Any] = {
             "config": config,  # as resolved for training (classes, R²-CNN's shapes)
             "train_seconds": seconds,
-            "iterations": iterations,
+            "iterations": iterations,  # in this call
+            "total_iterations": done,  # of the whole training, resumed runs included
             "model": model,
         }
         if train.eval_after_training:
