@@ -100,3 +100,15 @@ def test_both_sides_train_and_are_scored_in_the_same_run(tmp_path, monkeypatch):
     assert in_onnx["max_box_difference"] < 0.05 and in_onnx["voc07_mAP"] == pytest.approx(
         peer["voc07_mAP"], abs=0.01
     )
+
+
+def test_the_peer_runs_eager_whatever_runtime_detaccel_is_given(tmp_path):
+    """The peer is scored as its users run it: its backbone in eager PyTorch even when the configuration
+    (which detaccel's side is scored with) says onnxruntime."""
+    from detaccel.benchmarks.peer import build_peer
+    from detaccel.config import config_from_dict
+
+    config = config_from_dict(tiny_config_dict(tiny_dataset(tmp_path / "data")))
+    config.backbone.runtime = "onnxruntime"
+    peer = build_peer(config, 3)
+    assert peer.backbone.body.runtime == "torch" and not peer.backbone.body.exported

@@ -422,7 +422,6 @@ def prepare_peer(
         return None
     like = detectors[spec.peer]
     config = copy.deepcopy(like.config)
-    config.backbone.runtime = "torch"  # the peer as its users run it: eager
     seconds = config.train.max_seconds
     if seconds is None:
         raise MatrixError(f"peer: detector {spec.peer!r} has no train.max_seconds for the peer to match")

@@ -49,12 +49,15 @@ class StrideBackbone(torch.nn.Module):
 
 
 def build_peer(config: Config, num_classes: int) -> torch.nn.Module:
-    """torchvision ``FasterRCNN`` on a fresh copy of the configured backbone, at the same image scales."""
+    """torchvision ``FasterRCNN`` on a fresh copy of the configured backbone, at the same image scales,
+    run as its users run it: eager PyTorch (whatever ``backbone.runtime`` the configuration gives)."""
+    import dataclasses
+
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.ops import MultiScaleRoIAlign
 
-    backbone = build_backbone(config.backbone)
+    backbone = build_backbone(dataclasses.replace(config.backbone, runtime="torch"))
     mean = list(getattr(backbone, "pixel_mean", IMAGENET_MEAN))
     std = list(getattr(backbone, "pixel_std", IMAGENET_STD))
     anchors = AnchorGenerator(sizes=((32, 64, 128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
