@@ -1,12 +1,13 @@
 """Static int8 quantisation of an exported backbone graph, calibrated on training images.
 
 ONNX Runtime's ``quantize_static`` in QDQ form: weights signed 8-bit per output channel,
-activations unsigned 8-bit with their ranges from calibration images (min/max). On CPUs without
-VNNI (AVX2 only) an unsigned × signed 8-bit product pair can saturate its 16-bit accumulator;
-``reduce_range`` (7-bit weights) avoids that, and is what keeps the map close to the float one
-there. ``tools/bench_backbone_int8.py`` times every form on a trained backbone (docs/benchmarks.md):
-on this project's EfficientNet-Lite0 signed 8-bit activations ran no faster than float in ONNX
-Runtime's CPU kernels and unsigned x unsigned several times slower, so neither is offered.
+activations unsigned 8-bit with their ranges from calibration images (min/max), the form
+``tools/bench_backbone_int8.py`` measures fastest and closest to the float maps on this project's
+EfficientNet-Lite0 (docs/benchmarks.md): signed 8-bit activations ran no faster than float in ONNX
+Runtime's CPU kernels, unsigned x unsigned several times slower, and ``reduce_range`` (7-bit
+weights, against the saturation of 16-bit accumulators that AVX2 without VNNI can meet) as fast but
+further from the float maps. The export refuses a quantised graph whose maps are not the float ones
+(:data:`~detaccel.engine.export.MIN_INT8_COSINE`), which is how such saturation would show.
 """
 
 from __future__ import annotations
@@ -103,7 +104,6 @@ def quantize_backbone(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
-                reduce_range=True,
                 nodes_to_exclude=list(exclude),
             )
         except Exception as error:  # the quantiser's own message names the node it failed on
