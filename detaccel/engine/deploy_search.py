@@ -25,7 +25,7 @@ from detaccel.data import ImageRecord
 from detaccel.models.detector import RegionDetector
 
 PRECISIONS = ("float32", "int8")
-SCALE_FACTORS = (1.0, 0.8)
+SMALLER_SCALES = (0.8,)  # of the configured test scale, rounded to a multiple of 32
 PROPOSAL_CAPS = (300, 100)
 
 
@@ -48,11 +48,8 @@ def deploy_candidates(config: Config) -> list[DeployCandidate]:
     """The forms searched: each precision x the test scale and 0.8 of it (multiples of 32; not for a
     multi-scale configuration) x the proposal cap and 300, 100 below it. The first is the reference."""
     scale = int(config.data.test_scale)
-    scales = (
-        [scale]
-        if config.data.test_scales
-        else sorted({scale, *(max(32, round(scale * f / 32) * 32) for f in SCALE_FACTORS)}, reverse=True)
-    )
+    smaller = {max(32, round(scale * f / 32) * 32) for f in SMALLER_SCALES}
+    scales = [scale] if config.data.test_scales else [scale, *sorted(smaller - {scale}, reverse=True)]
     cap = int(config.proposals.max_test)
     caps = [cap, *(c for c in PROPOSAL_CAPS if c < cap)]
     return [DeployCandidate(p, s, c) for p in PRECISIONS for s in scales for c in caps]
