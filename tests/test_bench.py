@@ -59,9 +59,13 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
     } | {(d, "sliding_window") for d in ("fast_rcnn_top3", "fast_rcnn_auto", "fast_rcnn_deployed")}  # limited
     for r in results:
         assert r["images"] == 3
-        assert set(DETECTION_STAGES) <= set(r["stages"]), r["stages"].keys()
+        # An exported detector's head graph runs the predictor too: one stage, "head".
+        stages = [
+            s for s in DETECTION_STAGES if not (r["detector"] == "fast_rcnn_deployed" and s == "predictor")
+        ]
+        assert set(stages) <= set(r["stages"]), r["stages"].keys()
         assert 0 <= r["voc07_mAP"] <= 1 and r["seconds_per_image"] > 0 and r["peak_memory_mb"] >= 0
-        top_level = sum(r["stages"][s]["mean"] for s in DETECTION_STAGES)
+        top_level = sum(r["stages"][s]["mean"] for s in stages)
         assert top_level <= r["seconds_per_image"] * 1.0001
     r2cnn = next(r for r in results if r["detector"] == "fast_rcnn" and r["generator"] == "r2cnn")
     assert 0 < r2cnn["proposals_per_image"] <= 4  # the generator's cap holds on the detector's features
@@ -79,7 +83,7 @@ def test_bench_trains_runs_every_pair_and_writes_the_report(matrix, tmp_path, ca
         and "deployed form chosen by export --search 100" in deployed["variant"]
     )
     search = json.loads((out / "models" / "fast_rcnn_deployed" / "export" / "search.json").read_text())
-    assert search["validation_images"] == 3 and search["chosen"] in search["candidates"]
+    assert 1 <= search["validation_images"] <= 3 and search["chosen"] in search["candidates"]
     saved = json.loads((out / "results.json").read_text())
     peer = saved["peer"]
     assert peer["detector"] == "torchvision Faster R-CNN" and peer["like"] == "fast_rcnn"
