@@ -32,7 +32,7 @@ def matrix(tmp_path_factory):
                 "generators": ["sliding_window"],
             },
             "fast_rcnn_deployed": {
-                "from": "fast_rcnn_auto",
+                "from": "fast_rcnn",
                 "export": {"search": 100.0, "int8_images": 2, "val_images": 3},
                 "generators": ["sliding_window"],
             },

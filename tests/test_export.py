@@ -95,6 +95,18 @@ def test_the_roi_features_graph_pools_in_onnx_operators_as_the_projects_operator
     np.testing.assert_allclose(pooled, expected.numpy(), atol=1e-5)
 
 
+def test_an_int8_head_is_refused_with_what_to_export_instead(tmp_path):
+    from detaccel.compression.candidates import LayerChoice, compressed_copy
+    from detaccel.engine.export import ExportError, export_detector
+    from detaccel.models import build_detector
+
+    config = tiny_config(tiny_dataset(tmp_path / "data"))
+    model = build_detector(config, 3, ["a", "b", "c"]).eval()
+    quantised, _, _ = compressed_copy(model, {"fc6": LayerChoice(int8=True)})
+    with pytest.raises(ExportError, match=r"hold int8 weights.*--int8-backbone"):
+        export_detector(quantised, config, tmp_path / "export")
+
+
 def _detection_order(detection):
     return detection["label"], -round(detection["score"], 3), detection["box"]  # ties in any order
 

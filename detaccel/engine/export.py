@@ -183,6 +183,15 @@ def export_detector(
     model = model.cpu().eval()
     if model.roi_features.per_region:
         raise ExportError("R-CNN runs the backbone on every warped region; export a SPPnet or Fast R-CNN")
+    from detaccel.models.packed import PackedLinear
+
+    int8_layers = [name for name, m in model.named_modules() if isinstance(m, PackedLinear) and m.int8]
+    if int8_layers:
+        raise ExportError(
+            f"head.onnx: {', '.join(int8_layers)} hold int8 weights (compress --auto's int8 choice), which "
+            "PyTorch's dynamically quantised linear cannot be written as ONNX; export a head compressed "
+            "without int8 (SVD ranks, pruning) and quantise the backbone with --int8-backbone"
+        )
     source = model.proposal_generator
     stages = (source.stage,) if isinstance(source, FeatureProposals) and source.stage != "out" else ()
     size = int(config.data.test_scale)
