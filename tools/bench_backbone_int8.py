@@ -28,7 +28,7 @@ from detaccel.engine import init_distributed
 from detaccel.engine.data import load_split
 from detaccel.engine.export import export_detector
 from detaccel.engine.loading import load_detector
-from detaccel.engine.quantize import calibration_batches
+from detaccel.engine.quantize import calibration_batches, quantize_backbone
 from detaccel.models.backbones import onnx_session
 
 
@@ -48,9 +48,6 @@ def forms() -> dict[str, dict]:
 
 
 def main() -> int:
-    from onnxruntime.quantization import CalibrationDataReader, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a trained detaccel checkpoint")
     parser.add_argument("--calibration-images", type=int, default=32, help="training images (default: 32)")
@@ -70,25 +67,15 @@ def main() -> int:
     )
     inputs = calibration_batches(model, [read_image(r.file_path) for r in test])
 
-    class Batches(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.remaining = iter(calibration)
-
-        def get_next(self):
-            batch = next(self.remaining, None)
-            return None if batch is None else {"images": batch}
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         export_detector(model, config, Path(scratch) / "export")
         float_graph = Path(scratch) / "export" / "backbone.onnx"
-        prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(float_graph), str(prepared), skip_symbolic_shape=True)
         sessions = {"float32": onnx_session(str(float_graph))}
-        for name, options in forms().items():
+        for name, form in forms().items():
             path = Path(scratch) / f"{len(sessions)}.onnx"
-            quantize_static(str(prepared), str(path), Batches(), per_channel=True, **options)
+            quantize_backbone(float_graph, path, calibration, **form)
             sessions[name] = onnx_session(str(path))
         reference = [sessions["float32"].run(None, {"images": x})[0] for x in inputs]
         times: dict[str, list[float]] = {name: [] for name in sessions}

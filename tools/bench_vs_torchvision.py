@@ -157,8 +157,7 @@ def deployed_form(
     int8 backbone calibrated on ``--deploy`` training images (with ``--deploy-search``, the fastest form
     within that budget on ``--deploy-val-images`` of ``--deploy-val-split``), loaded back from the export
     with the ``--deploy-set`` settings."""
-    from detaccel.compression.auto import validation_records
-    from detaccel.engine.deploy_search import search_deployment
+    from detaccel.engine.deploy_search import search_deployment, search_records
     from detaccel.engine.export import export_detector
     from detaccel.engine.exported import load_exported
     from detaccel.engine.quantize import calibration_images
@@ -175,8 +174,7 @@ def deployed_form(
             file=sys.stderr,
         )
     else:
-        split = load_split(config, args.deploy_val_split)
-        validation = validation_records(list(split.records), args.deploy_val_images, config.train.seed)
+        validation = search_records(config, args.deploy_val_split, args.deploy_val_images, config.train.seed)
         search = search_deployment(
             model, exported, class_names, validation, calibration, args.deploy_search, out
         )

@@ -334,9 +334,7 @@ def exported_copy(
 ) -> tuple[Any, Any]:
     """``(config, model)`` of ``base`` exported to ``model_dir/export`` (kept and reused) with an int8
     backbone or, with ``search``, the deployed form ``detaccel export --search`` chooses, run from there."""
-    from detaccel.compression.auto import validation_records
-    from detaccel.engine.data import load_split
-    from detaccel.engine.deploy_search import search_deployment
+    from detaccel.engine.deploy_search import search_deployment, search_records
     from detaccel.engine.export import export_detector
     from detaccel.engine.exported import is_export_directory, load_exported
     from detaccel.engine.quantize import calibration_images
@@ -347,15 +345,16 @@ def exported_copy(
         config.backbone.runtime = "torch"
         calibration = calibration_images(config, int(options.get("int8_images", 32)))
         if "search" in options:
-            split_name, budget = options.get("val_split", "val"), float(options["search"])
-            if split_name == config.data.test_split:
-                raise MatrixError(
-                    f"detectors.{model_dir.name}.export.val_split: {split_name!r} is the test split"
+            try:
+                records = search_records(
+                    config,
+                    options.get("val_split", "val"),
+                    options.get("val_images", 30),
+                    options.get("seed", 0),
                 )
-            split = load_split(config, split_name)
-            records = validation_records(
-                list(split.records), options.get("val_images", 30), options.get("seed", 0)
-            )
+            except ValueError as error:
+                raise MatrixError(f"detectors.{model_dir.name}.export.val_split: {error}") from None
+            budget = float(options["search"])
             print(f"choosing {base.name}'s deployed form within {budget:g} VOC07 points ({directory})")
             search_deployment(
                 model, config, base.class_names, records, calibration, budget, directory, progress

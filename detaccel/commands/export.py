@@ -51,23 +51,17 @@ def _search(args: argparse.Namespace, model, config, calibration: list) -> int:
     """``--search``: the fastest deployed form within the budget on the validation split, exported."""
     from detaccel.cli import CommandError
     from detaccel.commands._model_args import as_command_errors
-    from detaccel.compression.auto import validation_records
-    from detaccel.engine import init_distributed
-    from detaccel.engine.data import load_split
-    from detaccel.engine.deploy_search import search_deployment
+    from detaccel.engine.deploy_search import search_deployment, search_records
 
     if args.search < 0:
         raise CommandError("--search: expected the VOC07 points the mAP may lose, at least 0")
-    if args.val_split == config.data.test_split:
-        raise CommandError(
-            f"--val-split {args.val_split!r} is the test split: the search must not see it "
-            "(give a validation split, e.g. one made by `detaccel data split`)"
-        )
-    with as_command_errors():
-        dataset = load_split(config, args.val_split, init_distributed("cpu"))
-    records = validation_records(list(dataset.records), args.val_images, args.seed)
+    try:
+        with as_command_errors():
+            records = search_records(config, args.val_split, args.val_images, args.seed)
+    except ValueError as error:
+        raise CommandError(f"--val-split {error}") from None
     result = search_deployment(
-        model, config, dataset.class_names, records, calibration, args.search, args.out, not args.no_progress
+        model, config, model.class_names, records, calibration, args.search, args.out, not args.no_progress
     )
     for row in result["candidates"]:
         print(

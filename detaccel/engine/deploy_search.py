@@ -55,6 +55,21 @@ def deploy_candidates(config: Config) -> list[DeployCandidate]:
     return [DeployCandidate(p, s, c) for p in PRECISIONS for s in scales for c in caps]
 
 
+def search_records(config: Config, split: str, images: int | None, seed: int) -> list[ImageRecord]:
+    """``images`` records of ``split`` drawn with ``seed``, the images a search runs on; a ``ValueError``
+    when ``split`` is the configuration's test split (a search must not see it)."""
+    from detaccel.compression.auto import validation_records
+    from detaccel.engine import init_distributed
+    from detaccel.engine.data import load_split
+
+    if split == config.data.test_split:
+        raise ValueError(
+            f"{split!r} is the test split: the search must not see it "
+            "(give a validation split, e.g. one made by `detaccel data split`)"
+        )
+    return validation_records(list(load_split(config, split, init_distributed("cpu")).records), images, seed)
+
+
 def search_deployment(
     model: RegionDetector,
     config: Config,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from detaccel.engine.checkpoint import CheckpointError
 from detaccel.engine.export import FORMAT, HEAD_OUTPUTS, MANIFEST, ExportError, file_digest
 
 REQUIRED_KEYS = ("format", "graphs", "class_names", "backbone_outputs", "objectness_stage", "config")
@@ -78,35 +79,23 @@ def load_exported(directory: str | Path, config: Any = None, overrides: Sequence
     used and its architecture must be the manifest's; without it, the manifest's configuration with
     ``overrides`` applied (test-time settings: scales, the proposal cap, post-processing).
     """
-    from detaccel.config import apply_overrides, config_from_dict
-    from detaccel.engine.loading import take_resolved_shapes
-    from detaccel.engine.trainer import check_same_architecture
+    from detaccel.config import config_from_dict
+    from detaccel.engine.loading import loading_configs
     from detaccel.models import build_detector
 
     directory = Path(directory)
     manifest = read_manifest(directory)
-    saved_dict = manifest["config"]
+    if overrides and config is not None:
+        raise ValueError("load_exported: pass overrides in the configuration or alone, not both")
     try:
-        saved = config_from_dict(copy.deepcopy(saved_dict))
-        if overrides:
-            if config is not None:
-                raise ValueError("load_exported: pass overrides in the configuration or alone, not both")
-            config = config_from_dict(apply_overrides(copy.deepcopy(saved_dict), overrides))
+        saved = config_from_dict(copy.deepcopy(manifest["config"]))
+        config, built = loading_configs(manifest["config"], saved, config, overrides, str(directory))
+    except CheckpointError:
+        raise
     except ValueError as error:
         raise ExportError(f"{directory / MANIFEST}: {error}") from None
-    if config is None:
-        config = saved
-    else:
-        compare = copy.deepcopy(saved_dict)
-        compare["head"]["svd_ranks"], compare["head"]["packed"] = config.head.svd_ranks, config.head.packed
-        check_same_architecture(compare, config, str(directory))
-        config.head.svd_ranks = dict(saved.head.svd_ranks)
-        config.head.packed = {path: dict(spec) for path, spec in saved.head.packed.items()}
-        take_resolved_shapes(config.proposals, saved.proposals)
     class_names = tuple(manifest["class_names"])
-    # Built with the proposal slot it was exported with; the weights are the graphs' (nothing to read).
-    built = copy.deepcopy(config)
-    built.proposals.name, built.proposals.params = saved.proposals.name, copy.deepcopy(saved.proposals.params)
+    # The weights are the graphs': nothing to read or initialise from files.
     built.backbone.pretrained, built.backbone.weights, built.backbone.runtime = None, None, "torch"
     model = build_detector(built, len(class_names), class_names)
     shapes = manifest.get("box_shapes") or {}

@@ -70,10 +70,13 @@ def map_agreement(float_session: Any, int8_session: Any, batches: Sequence[np.nd
 
 
 def quantize_backbone(
-    float_graph: Path, int8_graph: Path, batches: Sequence[np.ndarray], exclude: Sequence[str] = ()
+    float_graph: Path, int8_graph: Path, batches: Sequence[np.ndarray], **form: Any
 ) -> None:
     """Write ``float_graph`` quantised to int8 at ``int8_graph``, calibrated on ``batches`` (the
-    backbone's inputs, :func:`calibration_batches`); nodes named in ``exclude`` stay in float."""
+    backbone's inputs, :func:`calibration_batches`), in the form of the module docstring; ``form``
+    overrides ``quantize_static``'s options of it (``tools/bench_backbone_int8.py`` compares forms)."""
+    import logging
+
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -88,24 +91,20 @@ def quantize_backbone(
             batch = next(self.remaining, None)
             return None if batch is None else {"images": batch}
 
-    import logging
-
+    options = {
+        "quant_format": QuantFormat.QDQ,
+        "activation_type": QuantType.QUInt8,
+        "weight_type": QuantType.QInt8,
+        "per_channel": True,
+        **form,
+    }
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(float_graph), str(prepared), skip_symbolic_shape=True)
         level = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # one warning per depthwise bias otherwise
         try:
-            quantize_static(
-                str(prepared),
-                str(int8_graph),
-                Batches(),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                nodes_to_exclude=list(exclude),
-            )
+            quantize_static(str(prepared), str(int8_graph), Batches(), **options)
         except Exception as error:  # the quantiser's own message names the node it failed on
             raise QuantizationError(f"{int8_graph.name}: int8 quantisation failed ({error})") from None
         finally:
